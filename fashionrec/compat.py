@@ -1,0 +1,118 @@
+"""The pairwise compatibility model of the original design, and its decomposed scorer.
+
+``CompatibilityMLP`` is the design's model unchanged: concat(a, b) -> 512 -> ReLU -> 1 ->
+sigmoid. Its first layer on concat(a, b) is ``W_a a + W_b b + b1``, so ``DecomposedScorer``
+projects every item once per side and scores many pairs as
+``sigmoid(w2 . relu(P_a[i] + P_b[j]) + b2)`` without building concatenated inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fashionrec.errors import ModelError
+
+
+@dataclass(frozen=True)
+class CompatModelInfo:
+    """What a trained model was trained on; stored with it and checked when it is used."""
+
+    backbone: str  # the backbone whose embeddings the model expects
+    encoder_key: str  # backbone + weights + embedding version
+    embed_dim: int
+    hidden_dim: int = 512
+    kind: str = "mlp"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check_backbone(self, backbone: str, dim: int) -> None:
+        """Refuse embeddings of another backbone (or size) than the model was trained on."""
+        if dim != self.embed_dim or backbone != self.backbone:
+            raise ModelError(
+                f"the compatibility model was trained on {self.backbone} embeddings "
+                f"({self.embed_dim}-d) but this run uses {backbone} ({dim}-d). Run with "
+                f"--backbone {self.backbone}, or train a model on {backbone} embeddings first "
+                f"(fashionrec train --backbone {backbone} ...)."
+            )
+
+
+class CompatibilityMLP(nn.Module):
+    """The original design's model: concat(x1, x2) -> hidden -> ReLU -> 1 -> sigmoid."""
+
+    def __init__(self, embed_dim: int = 2048, hidden_dim: int = 512) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(embed_dim * 2, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([x1, x2], dim=1))
+
+    def logits(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores, for a numerically stable BCE during training."""
+        x = torch.cat([x1, x2], dim=1)
+        return self.fc[2](self.fc[1](self.fc[0](x)))
+
+
+class DecomposedScorer:
+    """Scores (a, b) pairs of a CompatibilityMLP from per-item projections.
+
+    ``project(X)`` costs one matrix multiply per side for N items; ``scores(Pa, Pb)`` then costs
+    O(len(Pa) * len(Pb) * hidden) with no concatenated input.
+    """
+
+    def __init__(self, model: CompatibilityMLP, device: str | torch.device = "cpu") -> None:
+        first, last = model.fc[0], model.fc[2]
+        d = first.in_features // 2
+        w1 = first.weight.detach().to(device)
+        self.wa = w1[:, :d].T.contiguous()  # (d, h)
+        self.wb = w1[:, d:].T.contiguous()
+        self.b1 = first.bias.detach().to(device)
+        self.w2 = last.weight.detach().to(device).reshape(-1)  # (h,)
+        self.b2 = float(last.bias.detach()[0])
+        self.device = torch.device(device)
+        self.embed_dim = d
+
+    def project(self, x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P_a, P_b): each item's contribution when it is the first / second of a pair."""
+        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        if x.ndim != 2 or x.shape[1] != self.embed_dim:
+            raise ModelError(
+                f"embeddings of shape {tuple(x.shape)} do not fit the model's {self.embed_dim}-d input"
+            )
+        with torch.inference_mode():
+            return x @ self.wa + self.b1, x @ self.wb
+
+    def scores(self, pa: torch.Tensor, pb: torch.Tensor, chunk: int = 1 << 22) -> torch.Tensor:
+        """(len(pa), len(pb)) matrix of sigmoid scores, computed in memory-bounded chunks."""
+        m, n = pa.shape[0], pb.shape[0]
+        h = pa.shape[1]
+        out = torch.empty((m, n), dtype=torch.float32, device=self.device)
+        rows = max(1, chunk // max(1, n * h))
+        cols = n if rows > 1 else max(1, chunk // h)
+        with torch.inference_mode():
+            for i in range(0, m, rows):
+                a = pa[i : i + rows]
+                for j in range(0, n, cols):
+                    hidden = torch.relu(a[:, None, :] + pb[None, j : j + cols, :])
+                    out[i : i + rows, j : j + cols] = hidden @ self.w2
+            return torch.sigmoid(out + self.b2)
+
+    def pair_scores(self, pa: torch.Tensor, pb: torch.Tensor, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        """Scores of the pairs (ia[k], ib[k]) only."""
+        out = np.empty(len(ia), dtype=np.float32)
+        step = 1 << 15
+        with torch.inference_mode():
+            for s in range(0, len(ia), step):
+                a = pa[torch.as_tensor(ia[s : s + step])]
+                b = pb[torch.as_tensor(ib[s : s + step])]
+                out[s : s + step] = torch.sigmoid(torch.relu(a + b) @ self.w2 + self.b2).cpu().numpy()
+        return out

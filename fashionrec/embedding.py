@@ -1,0 +1,291 @@
+"""Embedding images into the store: sharded, batched, one Parquet part per shard.
+
+The store lives at ``<data>/embeddings/<encoder key>/`` and is keyed by the image's sha256:
+an image already embedded by the same backbone, weights and preprocessing is never embedded
+again, whatever item id it is listed under. Each shard is written to a temporary name and
+renamed, so a finished shard is durable on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fashionrec import schemas as S
+from fashionrec.backbones import Encoder, get_encoder
+from fashionrec.config import EmbedConfig
+from fashionrec.images import ImageRejected, load_image, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def store_dir(data_dir: str | Path, encoder_key: str) -> Path:
+    return Path(data_dir) / "embeddings" / encoder_key
+
+
+def hash_images(items: pl.DataFrame, threads: int = 8) -> pl.DataFrame:
+    """Add IMAGE_SHA256 to ``items``; null where the file cannot be read (recorded as reject)."""
+
+    def one(path: str) -> str | None:
+        try:
+            return sha256_file(path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        shas = list(pool.map(one, items[S.IMAGE].to_list(), chunksize=64))
+    return items.with_columns(pl.Series(S.IMAGE_SHA256, shas, dtype=pl.String))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A batch of images to embed: small and picklable (paths only)."""
+
+    shard_id: str  # sha256 of the shard's image hashes: same images -> same shard id
+    items_path: str  # Parquet of ITEM_ID, IMAGE, IMAGE_SHA256
+    out_path: str  # the embeddings part this shard writes
+    encoder_name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard_id: str
+    out_path: str
+    embedded: int
+    rejected: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def embedded_hashes(data_dir: str | Path, encoder_key: str) -> set[str]:
+    """Image hashes already in the store for this encoder."""
+    root = store_dir(data_dir, encoder_key)
+    parts = sorted(root.glob("part-*.parquet"))
+    if not parts:
+        return set()
+    table = ds.dataset([str(p) for p in parts], format="parquet").to_table(columns=[S.IMAGE_SHA256])
+    return set(table.column(S.IMAGE_SHA256).to_pylist())
+
+
+def plan_shards(
+    hashed_items: pl.DataFrame, data_dir: str | Path, config: EmbedConfig, encoder_key: str
+) -> list[Shard]:
+    """Split the images not yet in the store into shards of ``config.shard_size``.
+
+    Deterministic: images are ordered by hash, so the same missing images give the same shards
+    (and shard ids) on a rerun. Items whose image could not be read (null hash) go in a shard
+    too, so that the embedding step records them as rejects.
+    """
+    root = store_dir(data_dir, encoder_key)
+    (root / "plans").mkdir(parents=True, exist_ok=True)
+    done = embedded_hashes(data_dir, encoder_key)
+    pending = hashed_items.filter(~pl.col(S.IMAGE_SHA256).is_in(list(done)))
+    readable = (
+        pending.filter(pl.col(S.IMAGE_SHA256).is_not_null())
+        .sort([S.IMAGE_SHA256, S.ITEM_ID])
+        .unique(subset=[S.IMAGE_SHA256], keep="first", maintain_order=True)
+    )
+    unreadable = hashed_items.filter(pl.col(S.IMAGE_SHA256).is_null()).sort(S.ITEM_ID)
+    todo = pl.concat([readable, unreadable]).select(S.ITEM_ID, S.IMAGE, S.IMAGE_SHA256)
+    shards = []
+    for start in range(0, todo.height, config.shard_size):
+        chunk = todo.slice(start, config.shard_size)
+        digest = hashlib.sha256(
+            "\n".join(f"{s}:{i}" for s, i in zip(chunk[S.IMAGE_SHA256], chunk[S.ITEM_ID])).encode()
+        ).hexdigest()[:16]
+        items_path = root / "plans" / f"shard-{digest}.parquet"
+        if not items_path.exists():
+            tmp = items_path.with_suffix(".tmp")
+            chunk.write_parquet(tmp)
+            os.replace(tmp, items_path)
+        shards.append(
+            Shard(digest, str(items_path), str(root / f"part-{digest}.parquet"), config.backbone, chunk.height)
+        )
+    log.info(
+        "embedding plan: %d images to embed in %d shards, %d already in the store",
+        todo.height, len(shards), hashed_items.height - todo.height,
+    )
+    return shards
+
+
+class _ImageDataset(Dataset):
+    def __init__(self, paths: list[str], preset_transform, draft_size: int) -> None:
+        self.paths = paths
+        self.transform = preset_transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img = load_image(self.paths[i], draft_size=self.draft_size)
+            return i, self.transform(img), ""
+        except ImageRejected as exc:
+            return i, None, exc.reason
+        except Exception as exc:  # a decoder bug must not cost the whole shard
+            return i, None, f"unreadable: {type(exc).__name__}: {exc}"
+
+
+def _collate(batch):
+    idx = [b[0] for b in batch if b[1] is not None]
+    tensors = [b[1] for b in batch if b[1] is not None]
+    rejects = [(b[0], b[2]) for b in batch if b[1] is None]
+    x = torch.stack(tensors) if tensors else None
+    return idx, x, rejects
+
+
+def encode_images(
+    paths: list[str], encoder: Encoder, config: EmbedConfig
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Embed ``paths``; return {position: L2-normalised vector} and {position: reject reason}."""
+    dataset = _ImageDataset(paths, encoder.preset.transform(), encoder.preset.resize_size)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+    vectors: dict[int, np.ndarray] = {}
+    rejects: dict[int, str] = {}
+    with torch.inference_mode():
+        for idx, x, bad in loader:
+            rejects.update(dict(bad))
+            if x is None:
+                continue
+            out = encoder.model(x.contiguous(memory_format=torch.channels_last))
+            out = torch.nn.functional.normalize(out.float(), dim=1).numpy()
+            for j, i in enumerate(idx):
+                vectors[i] = out[j]
+    return vectors, rejects
+
+
+def rejects_path(out_path: str | Path) -> Path:
+    p = Path(out_path)
+    return p.parent / "rejects" / p.name.replace("part-", "rejects-")
+
+
+def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
+    """Embed one shard into its Parquet part (skipped if the part already exists)."""
+    out = Path(shard.out_path)
+    rej_path = rejects_path(out)
+    if out.exists():
+        n_rej = pq.read_metadata(rej_path).num_rows if rej_path.exists() else 0
+        return ShardResult(shard.shard_id, str(out), 0, n_rej, 0.0)
+    items = pl.read_parquet(shard.items_path)
+    encoder = get_encoder(shard.encoder_name)
+    start = time.perf_counter()
+    vectors, reasons = encode_images(items[S.IMAGE].to_list(), encoder, config)
+    seconds = time.perf_counter() - start
+    ids, shas, images = items[S.ITEM_ID].to_list(), items[S.IMAGE_SHA256].to_list(), items[S.IMAGE].to_list()
+    for i in [i for i in vectors if shas[i] is None]:  # readable now, but not when hashed
+        del vectors[i]
+        reasons[i] = "unreadable when hashed (transient I/O error?); retried on the next run"
+    ok = sorted(vectors)
+    flat = np.stack([vectors[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
+    table = pa.table(
+        {
+            S.ITEM_ID: [ids[i] for i in ok],
+            S.IMAGE_SHA256: [shas[i] for i in ok],
+            S.BACKBONE: [encoder.key] * len(ok),
+            S.VECTOR: pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), encoder.dim),
+        },
+        schema=S.embeddings_schema(encoder.dim),
+    )
+    rej = pa.table(
+        {
+            S.ITEM_ID: [ids[i] for i in sorted(reasons)],
+            S.IMAGE: [images[i] for i in sorted(reasons)],
+            S.REASON: [reasons[i] for i in sorted(reasons)],
+        },
+        schema=S.REJECTS_SCHEMA,
+    )
+    rej_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(rej, rej_path)
+    _write_atomic(table, out)  # last: the part's presence marks the shard done
+    for i in sorted(reasons):
+        log.warning("rejected image of item %s (%s): %s", ids[i], images[i], reasons[i])
+    log.info(
+        "shard %s: %d images embedded in %.1fs (%.1f img/s), %d rejected",
+        shard.shard_id, len(ok), seconds, len(ok) / seconds if seconds else 0.0, len(reasons),
+    )
+    return ShardResult(shard.shard_id, str(out), len(ok), len(reasons), seconds)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """Vectors of the filtered items, aligned row by row with ``items``."""
+
+    items: pl.DataFrame  # ITEM_ID, GROUP (and whatever else the items had), sorted by ITEM_ID
+    vectors: np.ndarray  # (len(items), dim) float32, L2-normalised
+    encoder_key: str
+
+    def index_of(self) -> dict[str, int]:
+        return {item_id: i for i, item_id in enumerate(self.items[S.ITEM_ID].to_list())}
+
+
+def load_item_vectors(
+    hashed_items: pl.DataFrame, data_dir: str | Path, encoder_key: str
+) -> tuple[ItemVectors, pl.DataFrame]:
+    """Join the items to their stored vectors by image hash.
+
+    Returns the vectors of every item that has one, and the items that have none (rejected or
+    never embedded) with their reject reason where one was recorded.
+    """
+    root = store_dir(data_dir, encoder_key)
+    parts = sorted(str(p) for p in root.glob("part-*.parquet"))
+    shas = hashed_items[S.IMAGE_SHA256].drop_nulls().unique().to_list()
+    if parts and shas:
+        dataset = ds.dataset(parts, format="parquet")
+        table = dataset.to_table(
+            columns=[S.IMAGE_SHA256, S.VECTOR], filter=ds.field(S.IMAGE_SHA256).isin(shas)
+        )
+    else:
+        table = pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
+    store = pl.from_arrow(table.select([S.IMAGE_SHA256])).with_row_index("_row")
+    store = store.unique(subset=[S.IMAGE_SHA256], keep="first")
+    joined = hashed_items.join(store, on=S.IMAGE_SHA256, how="left").sort(S.ITEM_ID)
+    found = joined.filter(pl.col("_row").is_not_null())
+    missing = joined.filter(pl.col("_row").is_null()).drop("_row")
+    if found.height:
+        col = table.column(S.VECTOR).combine_chunks()
+        dim = col.type.list_size
+        all_vecs = col.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+        vectors = np.ascontiguousarray(all_vecs[found["_row"].to_numpy()], dtype=np.float32)
+    else:
+        vectors = np.zeros((0, 0), np.float32)
+    return ItemVectors(found.drop("_row"), vectors, encoder_key), missing
+
+
+def read_rejects(data_dir: str | Path, encoder_key: str, item_ids: list[str]) -> pl.DataFrame:
+    """Reject reasons recorded by the shards for these items (latest first)."""
+    root = store_dir(data_dir, encoder_key) / "rejects"
+    files = sorted(root.glob("rejects-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not files:
+        return pl.DataFrame(schema={S.ITEM_ID: pl.String, S.IMAGE: pl.String, S.REASON: pl.String})
+    frame = pl.concat([pl.read_parquet(f) for f in files])
+    return frame.filter(pl.col(S.ITEM_ID).is_in(item_ids)).unique(subset=[S.ITEM_ID], keep="first")

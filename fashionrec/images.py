@@ -1,0 +1,115 @@
+"""Safe image loading and the evaluation preset fed to the CNN.
+
+Product photos come in every state: CMYK, grayscale, palette or RGBA PNGs, 16-bit, rotated by
+EXIF, animated, truncated, not images at all. ``load_image`` returns an RGB picture or raises
+``ImageRejected`` with a short reason; it never lets one file stop a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from torchvision.transforms import v2
+
+# Refuse images larger than this many pixels (a decompression bomb is far above it).
+MAX_PIXELS = 60_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageRejected(Exception):
+    """This image cannot be embedded; ``reason`` says why (recorded in the rejects table)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Open ``path`` as an upright RGB image on a white background.
+
+    ``draft_size`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding when the
+    source is much larger than needed (the result is still at least ``draft_size`` per side).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageRejected("missing: no file at this path")
+    if path.stat().st_size == 0:
+        raise ImageRejected("empty: zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageRejected(
+                        f"too large: {im.width}x{im.height} pixels exceeds {MAX_PIXELS:,}"
+                    )
+                if draft_size and im.format == "JPEG":
+                    im.draft("RGB", (draft_size, draft_size))
+                if getattr(im, "is_animated", False):
+                    im.seek(0)  # first frame of an animated GIF/PNG/WebP
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return _to_rgb(im)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"too large: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image: the file's content is not a known image format") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(f"unreadable: {exc}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale to 8 bits rather than clipping
+        import numpy as np
+
+        arr = np.asarray(im, dtype=np.float32)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray((arr / top * 255.0).clip(0, 255).astype("uint8"), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGB", im.size, (255, 255, 255))
+        bg.paste(im, mask=im.getchannel("A"))
+        return bg
+    return im.convert("RGB")  # CMYK, L, 1, YCbCr, ...
+
+
+@dataclass(frozen=True)
+class EvalPreset:
+    """torchvision's classification eval preset: resize, centre crop, tensor, normalise."""
+
+    resize_size: int = 256
+    crop_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+    def transform(self) -> v2.Compose:
+        interp = v2.InterpolationMode(self.interpolation)
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+                v2.CenterCrop(self.crop_size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean=self.mean, std=self.std),
+            ]
+        )

@@ -1,0 +1,108 @@
+"""Every column name and Arrow schema of fashionrec, declared once.
+
+Tables written by the product and read by downstream consumers use these names; code elsewhere
+refers to the constants, never to string literals.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- items (the filtered catalogue) ------------------------------------------------------------
+ITEM_ID = "item_id"
+RAW_CATEGORY = "raw_category"
+SEMANTIC_CATEGORY = "semantic_category"
+GROUP = "category"  # one of GROUPS; named "category" in the published tables
+IMAGE = "image"
+IMAGE_SHA256 = "image_sha256"
+
+# --- embeddings --------------------------------------------------------------------------------
+BACKBONE = "backbone"
+VECTOR = "vector"
+
+# --- published tables --------------------------------------------------------------------------
+RANK = "rank"
+NEIGHBOR_ID = "neighbor_id"
+NEIGHBOR_CATEGORY = "neighbor_category"
+SCORE = "score"
+
+# --- rejects -----------------------------------------------------------------------------------
+REASON = "reason"
+
+# --- triplets ----------------------------------------------------------------------------------
+ANCHOR = "anchor"
+POSITIVE = "positive"
+NEGATIVE = "negative"
+SET_ID = "set_id"
+
+SIMILAR_TABLE = "similar_items"
+COMPATIBLE_TABLE = "compatible_items"
+REJECTS_TABLE = "rejects"
+ITEMS_TABLE = "items"  # the run's items with a vector: item_id, category, image, image_sha256
+
+ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(RAW_CATEGORY, pa.string()),
+        pa.field(SEMANTIC_CATEGORY, pa.string()),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.string(), nullable=False),
+    ]
+)
+
+HASHED_ITEMS_SCHEMA = ITEMS_SCHEMA.append(pa.field(IMAGE_SHA256, pa.string()))
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Schema of an embeddings part: one L2-normalised float32 vector of ``dim`` per image."""
+    return pa.schema(
+        [
+            pa.field(ITEM_ID, pa.string(), nullable=False),
+            pa.field(IMAGE_SHA256, pa.string(), nullable=False),
+            pa.field(BACKBONE, pa.string(), nullable=False),
+            pa.field(VECTOR, pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+SIMILAR_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
+COMPATIBLE_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
+        pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.string()),
+        pa.field(REASON, pa.string(), nullable=False),
+    ]
+)
+
+TRIPLETS_SCHEMA = pa.schema(
+    [
+        pa.field(ANCHOR, pa.string(), nullable=False),
+        pa.field(POSITIVE, pa.string(), nullable=False),
+        pa.field(NEGATIVE, pa.string(), nullable=False),
+    ]
+)
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    SIMILAR_TABLE: SIMILAR_SCHEMA,
+    COMPATIBLE_TABLE: COMPATIBLE_SCHEMA,
+}

@@ -1,0 +1,126 @@
+"""Training and evaluating the compatibility model on precomputed item vectors.
+
+Embeddings live in one tensor; pairs are index tensors; a batch is an index into them. This is
+the design's loop (Adam, BCE, batches of 1024 pairs) without a per-item Dataset lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import polars as pl
+import torch
+
+from fashionrec import schemas as S
+from fashionrec.catalog.base import Catalog
+from fashionrec.catalog.polyvore import read_compatibility, read_fitb
+from fashionrec.compat import CompatibilityMLP, CompatModelInfo, DecomposedScorer
+from fashionrec.config import TrainConfig
+from fashionrec.embedding import ItemVectors
+from fashionrec.errors import CatalogError, ModelError
+from fashionrec.metrics import EvalResult, evaluate_compatibility
+
+log = logging.getLogger(__name__)
+
+
+def pair_indices(triplets: pl.DataFrame, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Triplets -> (first, second, label) index arrays over the vector matrix.
+
+    Each triplet gives (anchor, positive, 1) and (anchor, negative, 0), in both orders so that
+    the model learns a symmetric relation. Triplets with an item lacking a vector are dropped
+    and counted.
+    """
+    a = triplets[S.ANCHOR].replace_strict(index, default=-1, return_dtype=pl.Int64).to_numpy()
+    p = triplets[S.POSITIVE].replace_strict(index, default=-1, return_dtype=pl.Int64).to_numpy()
+    n = triplets[S.NEGATIVE].replace_strict(index, default=-1, return_dtype=pl.Int64).to_numpy()
+    keep = (a >= 0) & (p >= 0) & (n >= 0)
+    a, p, n = a[keep], p[keep], n[keep]
+    first = np.concatenate([a, p, a, n])
+    second = np.concatenate([p, a, n, a])
+    labels = np.concatenate([np.ones(2 * len(a)), np.zeros(2 * len(a))]).astype(np.float32)
+    return first, second, labels, int((~keep).sum())
+
+
+@dataclass
+class FitResult:
+    model: CompatibilityMLP
+    info: CompatModelInfo
+    epoch_losses: list[float] = field(default_factory=list)
+    pairs: int = 0
+    dropped_triplets: int = 0
+    seconds: float = 0.0
+
+
+def fit_compat(
+    vectors: ItemVectors,
+    triplets: pl.DataFrame,
+    config: TrainConfig,
+    backbone: str,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Train a CompatibilityMLP on the triplets' pairs (the design's loop, batched by index)."""
+    if vectors.vectors.shape[0] == 0:
+        raise ModelError("no item has a vector: embed the catalogue before training")
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    first, second, labels, dropped = pair_indices(triplets, vectors.index_of())
+    if len(labels) == 0:
+        raise CatalogError("no training pairs: the outfits hold no two filtered items with vectors")
+    x = torch.from_numpy(vectors.vectors)
+    ia, ib, y = torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy(labels)
+    dim = x.shape[1]
+    model = CompatibilityMLP(dim, config.hidden_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss()  # BCE on the sigmoid output, computed stably
+    losses = []
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(y), generator=gen)
+        total, batches = 0.0, 0
+        for s in range(0, len(order), config.batch_size):
+            b = order[s : s + config.batch_size]
+            logits = model.logits(x[ia[b]], x[ib[b]]).squeeze(1)
+            loss = loss_fn(logits, y[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            batches += 1
+        losses.append(total / max(batches, 1))
+        log.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1])
+        if on_epoch:
+            on_epoch(epoch, losses[-1])
+    model.eval()
+    info = CompatModelInfo(backbone=backbone, encoder_key=vectors.encoder_key, embed_dim=dim,
+                           hidden_dim=config.hidden_dim)
+    return FitResult(model, info, losses, len(y), dropped, time.perf_counter() - start)
+
+
+def make_pair_scorer(model: CompatibilityMLP, vectors: np.ndarray):
+    scorer = DecomposedScorer(model)
+    pa, pb = scorer.project(vectors)
+    return lambda ia, ib: scorer.pair_scores(pa, pb, ia, ib)
+
+
+def evaluate_split(
+    model: CompatibilityMLP, vectors: ItemVectors, catalog: Catalog, split: str = "valid"
+) -> EvalResult:
+    """Compatibility AUC and FITB accuracy on ``compatibility_<split>.txt`` and
+    ``fill_in_blank_<split>.json`` of a Polyvore-layout catalogue."""
+    if catalog.split_dir is None or split not in catalog.outfits:
+        raise CatalogError(f"catalogue {catalog.name!r} has no {split} outfits to evaluate on")
+    outfits = catalog.outfits[split]
+    compat = read_compatibility(catalog.split_dir / f"compatibility_{split}.txt", outfits)
+    fitb = read_fitb(catalog.split_dir / f"fill_in_blank_{split}.json", outfits)
+    result = evaluate_compatibility(
+        compat.labels, compat.outfits, fitb.questions, fitb.answers, fitb.correct,
+        vectors.index_of(), make_pair_scorer(model, vectors.vectors),
+    )
+    log.info("evaluation on %s: AUC %.3f over %d outfits, FITB %.3f over %d questions",
+             split, result.compat_auc, result.outfits, result.fitb_accuracy, result.questions)
+    return result

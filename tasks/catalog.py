@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from fashionrec import catalog as lib
+from fashionrec.catalog.base import Catalog, FilterResult
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def load_catalog(catalog: str, split: str = "nondisjoint") -> Catalog:
+    return lib.load_catalog(catalog, split)
+
+
+@task(cache_policy=NO_CACHE)
+def filter_categories(catalog: Catalog) -> FilterResult:
+    return lib.filter_categories(catalog)

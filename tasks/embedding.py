@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from fashionrec import embedding as lib
+from fashionrec.config import EmbedConfig
+from fashionrec.embedding import ItemVectors, Shard, ShardResult
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def hash_images(items: pl.DataFrame) -> pl.DataFrame:
+    return lib.hash_images(items)
+
+
+@task(cache_policy=NO_CACHE)
+def plan_shards(hashed: pl.DataFrame, data_dir: str, config: EmbedConfig, encoder_key: str) -> list[Shard]:
+    return lib.plan_shards(hashed, data_dir, config, encoder_key)
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE, task_run_name="embed-shard-{shard.shard_id}")
+def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
+    return lib.embed_shard(shard, config)
+
+
+@task(cache_policy=NO_CACHE)
+def load_item_vectors(
+    hashed: pl.DataFrame, data_dir: str, encoder_key: str
+) -> tuple[ItemVectors, pl.DataFrame]:
+    return lib.load_item_vectors(hashed, data_dir, encoder_key)
