@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fashionrec.categories import GROUPS
 from fashionrec.config import BACKBONES, NEGATIVE_SAMPLERS, SPLITS, DemoConfig, EmbedConfig, TopKConfig, TrainConfig
+from fashionrec.config import GalleryConfig
 from fashionrec.errors import FashionrecError
 
 DEFAULT_DATA = "data"
@@ -103,6 +104,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from fashionrec.gallery import write_gallery
+
+    path = write_gallery(args.data, out=args.out, config=GalleryConfig(items=args.items, k=args.k, seed=args.seed))
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB): open it in a browser or mail it")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from fashionrec.tracking import list_models
 
@@ -174,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_recommend)
+
+    g = sub.add_parser("gallery", help="a self-contained HTML page of sample items and their suggestions")
+    g.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
+    g.add_argument("--items", type=int, default=GalleryConfig.items, help="query items (default: %(default)s)")
+    g.add_argument("-k", type=int, default=GalleryConfig.k, help="items per row (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=GalleryConfig.seed)
+    g.add_argument("--out", type=Path, default=None,
+                   help="output file (default: <data>/tables/<run>/gallery.html)")
+    g.set_defaults(func=cmd_gallery)
 
     m = sub.add_parser("models", help="registered model versions with their metrics and aliases")
     m.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))

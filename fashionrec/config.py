@@ -80,6 +80,17 @@ class DemoConfig:
     batch_size: int = 256
 
 
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The static HTML gallery (`fashionrec gallery`, and gallery.html in each run directory)."""
+
+    items: int = 8  # sample query items shown, spread over the groups
+    k: int = 5  # similar items, and compatible items per other group, shown per query
+    thumb_px: int = 160  # longest side of the embedded JPEG thumbnails
+    jpeg_quality: int = 80  # of the thumbnails: about 4-8 KB each, so the page can be mailed
+    seed: int = 0  # which items are sampled as queries
+
+
 def config_dict(*configs: Any, prefix: bool = True) -> dict[str, Any]:
     """Flatten dataclass configs into one dict (``embed.backbone`` ...) for MLflow params."""
     out: dict[str, Any] = {}
@@ -96,6 +107,7 @@ __all__ = [
     "CHAMPION_ALIAS",
     "DemoConfig",
     "EmbedConfig",
+    "GalleryConfig",
     "MLFLOW_EXPERIMENT",
     "NEGATIVE_SAMPLERS",
     "PublishConfig",

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
-ROW_GROUP_SIZE = 20_000  # rows per Parquet row group: lookups by item_id read one or two
+ROW_GROUP_SIZE = 2_000  # rows per Parquet row group: a lookup by item_id reads one (benchmarks/lookup_latency.py)
 
 
 def tables_dir(data_dir: str | Path) -> Path:
@@ -45,13 +45,15 @@ def run_dir(data_dir: str | Path, run_id: str) -> Path:
     return tables_dir(data_dir) / run_id
 
 
-def write_table(table: pa.Table, data_dir: str | Path, run_id: str, name: str) -> Path:
+def write_table(
+    table: pa.Table, data_dir: str | Path, run_id: str, name: str, row_group_size: int = ROW_GROUP_SIZE
+) -> Path:
     """Write one table of a run (sorted by item_id, with statistics for predicate pushdown)."""
     folder = run_dir(data_dir, run_id) / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "part-0.parquet"
     tmp = folder / ".part-0.parquet.tmp"
-    pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, write_statistics=True)
+    pq.write_table(table, tmp, row_group_size=row_group_size, write_statistics=True)
     os.replace(tmp, path)
     return folder
 

@@ -162,6 +162,25 @@ def load_champion(data_dir: str | Path, alias: str = CHAMPION_ALIAS) -> LoadedMo
     return LoadedModel(impl.model, impl.info, str(mv.version), uri)
 
 
+def load_model_version(data_dir: str | Path, version: str) -> LoadedModel:
+    """Load ``models:/fashion-compat/<version>``: the exact version a published run was made with."""
+    import mlflow
+
+    configure(data_dir)
+    uri = f"models:/{REGISTERED_MODEL_NAME}/{version}"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            pyfunc = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load {uri} from {tracking_uri(data_dir)} ({exc}): the published run was made "
+            f"with this version; run a refresh to publish tables of the current champion"
+        ) from exc
+    impl = pyfunc.unwrap_python_model()
+    return LoadedModel(impl.model, impl.info, str(version), uri)
+
+
 def list_models(data_dir: str | Path) -> list[dict[str, Any]]:
     """Every registered version of the model, newest first, with its metrics and aliases."""
     import mlflow

@@ -18,6 +18,7 @@ from fashionrec.embedding import read_rejects
 from fashionrec.publish import new_run_id
 from flows.embedding import embed_items
 from tasks.catalog import filter_categories, load_catalog
+from tasks.gallery import write_gallery
 from tasks.tables import (
     compatible_topk,
     publish_run,
@@ -103,6 +104,7 @@ def nightly_refresh(
         "seconds": stages,
     }
     write_manifest(data_dir, run_id, manifest)
+    write_gallery(data_dir, run_id)
     publish_run(data_dir, run_id, keep_runs)
     lap("publish")
     manifest["seconds"] = stages

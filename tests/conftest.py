@@ -84,3 +84,19 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def published_data(tmp_path_factory, embedded_data, mlflow_template, sample_catalog, prefect_harness) -> Path:
+    """A data dir with a trained champion and one published run (k=5) of the sample catalogue,
+    made once under Prefect. Read-only by convention: copy it to change it."""
+    from flows.nightly_refresh import nightly_refresh
+    from flows.train_compat import train_compat
+
+    data = tmp_path_factory.mktemp("published") / "data"
+    shutil.copytree(embedded_data, data)
+    shutil.copy(mlflow_template, data / "mlflow.db")
+    train_compat(catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE,
+                 epochs=10, lr=1e-3, batch_size=256)
+    nightly_refresh(catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE, k=5)
+    return data
