@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fashionrec demo --data $(DEMO_DATA)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium (not root?): the gallery browser test will skip"
 	$(PY) -m pytest
 
 clean:

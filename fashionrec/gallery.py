@@ -96,8 +96,12 @@ def _tile(t: Tile, thumbs: _Thumbnails, px: int, cls: str = "tile") -> str:
         picture = f'<div class="noimg" title="{html.escape(thumbs.rejected.get(t.item_id, ""))}">no image</div>'
     else:
         picture = f'<img src="{uri}" alt="item {iid}" title="{iid} ({html.escape(t.category)})">'
-    score = "" if t.score is None else f'<span class="score">{t.score:.2f}</span>'
-    return (f'<figure class="{cls}"><div class="pic">{picture}</div>'
+    score, bar = "", ""
+    if t.score is not None:
+        score = f'<span class="score">{t.score:.2f}</span>'
+        width = max(0.0, min(1.0, t.score)) * 100
+        bar = f'<div class="bar"><i style="width:{width:.0f}%"></i></div>'
+    return (f'<figure class="{cls}"><div class="pic">{picture}</div>{bar}'
             f'<figcaption>{score}<span class="iid">{iid}</span></figcaption></figure>')
 
 
@@ -146,7 +150,7 @@ def render_gallery(store: RecommendationStore, config: GalleryConfig = GalleryCo
                    f'(file missing or unreadable): {html.escape(", ".join(sorted(thumbs.rejected)[:10]))}</p>')
     return _PAGE.format(
         title=html.escape(f"fashionrec gallery - run {store.run_id}"),
-        meta=meta, cards="".join(cards), missing=missing, qpx=qpx, px=px,
+        meta=meta, cards="".join(cards), missing=missing,
     )
 
 
@@ -181,23 +185,27 @@ _PAGE = """<!DOCTYPE html>
   header p.legend {{ color: #666; margin: 8px 0 0; }}
   p.warn {{ background: #fff3cd; border: 1px solid #e6cf86; padding: 6px 10px; border-radius: 6px; }}
   .card {{ display: flex; gap: 24px; align-items: flex-start; background: #fff; border-radius: 12px;
-           box-shadow: 0 1px 3px rgba(0,0,0,.08); padding: 18px 20px; margin: 20px 0; }}
-  .query {{ flex: 0 0 {qpx}px; text-align: center; position: sticky; top: 12px; }}
+           box-shadow: 0 1px 3px rgba(0,0,0,.08); padding: 18px 20px; margin: 20px 0; max-width: 1100px; }}
+  .query {{ flex: 0 0 200px; text-align: center; position: sticky; top: 12px; }}
   .query .label {{ font-size: 11px; text-transform: uppercase; letter-spacing: .8px; color: #999;
                    margin-bottom: 6px; }}
   .query .group {{ display: inline-block; margin-top: 6px; padding: 2px 10px; border-radius: 10px;
                    background: #222; color: #fff; font-size: 12px; }}
   .rows {{ flex: 1; min-width: 0; border-left: 1px solid #eee; padding-left: 20px; }}
-  .row + .row {{ margin-top: 12px; }}
+  .row + .row {{ margin-top: 14px; }}
+  .row:first-child {{ padding-bottom: 12px; border-bottom: 1px dashed #e6e3de; }}
   .row h3 {{ margin: 0 0 6px; font-size: 13px; font-weight: 600; }}
   .row h3 small {{ font-weight: 400; color: #999; margin-left: 6px; }}
   .tiles {{ display: flex; flex-wrap: wrap; gap: 10px; }}
-  figure.tile {{ margin: 0; width: {px}px; }}
-  figure.query-tile {{ width: {qpx}px; }}
+  figure.tile {{ margin: 0; width: 128px; }}  /* thumbnails are larger: sharp on HiDPI screens */
+  figure.query-tile {{ width: 200px; }}
   .pic {{ width: 100%; aspect-ratio: 1 / 1; display: flex; align-items: center; justify-content: center;
           background: #fff; border: 1px solid #e6e3de; border-radius: 8px; overflow: hidden; }}
   .pic img {{ max-width: 100%; max-height: 100%; object-fit: contain; display: block; }}
   .noimg {{ color: #aaa; font-size: 12px; }}
+  .bar {{ height: 3px; background: #eee; border-radius: 2px; margin-top: 4px; overflow: hidden; }}
+  .bar i {{ display: block; height: 100%; background: #c2185b; }}
+  .row:first-child .bar i {{ background: #1e6fd9; }}
   figcaption {{ display: flex; justify-content: space-between; align-items: baseline; gap: 6px;
                 margin-top: 3px; font-size: 12px; }}
   figcaption .score {{ font-weight: 700; font-variant-numeric: tabular-nums; }}

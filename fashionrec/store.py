@@ -98,7 +98,7 @@ class SortedTable:
         parts = []
         with self._lock:
             for fi, rg in self.row_groups_for(value):
-                table = self._files[fi].read_row_group(rg)
+                table = self._files[fi].read_row_group(rg, use_threads=False)  # small: no pool hand-off
                 keys = table.column(self.key)
                 parts.append(table.filter(pc.equal(keys, value)))
         if not parts:
