@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from fashionrec import schemas as S
-from fashionrec.catalog.base import Catalog
-from fashionrec.config import SPLITS
+from fashionrec.catalog.base import Catalog, CatalogReport, check_missing
+from fashionrec.config import SPLITS, CatalogConfig
 from fashionrec.errors import CatalogError
 
 try:  # orjson (a Prefect dependency) parses the 250k-item metadata several times faster
@@ -50,24 +51,49 @@ LAYOUT = """expected layout of a Polyvore Outfits folder:
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        raise CatalogError(f"missing {path.name} at {path}\n{LAYOUT}")
+        raise CatalogError(
+            f"missing {path.name}: expected it at {path} (the Polyvore Outfits release is "
+            f"downloaded by hand; check that the archive was fully extracted)\n{LAYOUT}"
+        )
     return path
 
 
 def read_categories(path: Path) -> dict[str, tuple[str, str]]:
-    """category_id -> (fine category, semantic category); first row wins for duplicate ids."""
-    out: dict[str, tuple[str, str]] = {}
-    with _require(path).open(newline="", encoding="utf-8") as fh:
+    """category_id -> (fine category, semantic category) from the release's ``categories.csv``.
+
+    The real file has no header, Windows line ends, blank rows, trailing spaces and the same id
+    on several rows, sometimes with different names (``11,sweater`` / ``11,top``). Each id takes
+    its most frequent fine name and its most frequent non-empty semantic name (ties: the first
+    row); the conflicting ids are logged.
+    """
+    fine_votes: dict[str, dict[str, int]] = {}
+    sem_votes: dict[str, dict[str, int]] = {}
+    with _require(path).open(newline="", encoding="utf-8-sig") as fh:
         for row in csv.reader(fh):
             if not row or not row[0].strip():
                 continue
             cid = row[0].strip()
-            fine = row[1].strip() if len(row) > 1 else ""
-            semantic = row[2].strip() if len(row) > 2 else ""
-            if cid not in out:
-                out[cid] = (fine, semantic)
-            elif not out[cid][1] and semantic:
-                out[cid] = (out[cid][0], semantic)
+            fine = " ".join(row[1].split()) if len(row) > 1 else ""
+            semantic = " ".join(row[2].split()) if len(row) > 2 else ""
+            votes = fine_votes.setdefault(cid, {})
+            if fine:
+                votes[fine] = votes.get(fine, 0) + 1
+            sv = sem_votes.setdefault(cid, {})
+            if semantic:
+                sv[semantic] = sv.get(semantic, 0) + 1
+    out: dict[str, tuple[str, str]] = {}
+    conflicts = []
+    for cid, votes in fine_votes.items():
+        # dicts keep first-seen order and max() keeps the first of equals: ties -> first row
+        fine = max(votes, key=votes.__getitem__) if votes else ""
+        sv = sem_votes[cid]
+        semantic = max(sv, key=sv.__getitem__) if sv else ""
+        if len(votes) > 1 or len(sv) > 1:
+            conflicts.append(cid)
+        out[cid] = (fine, semantic)
+    if conflicts:
+        log.info("categories.csv: %d ids are listed with several names; kept the most frequent "
+                 "(e.g. %s)", len(conflicts), ", ".join(f"{c}={out[c][0]!r}" for c in conflicts[:5]))
     return out
 
 
@@ -144,33 +170,88 @@ def read_fitb(path: Path, outfits: pl.DataFrame) -> FITBQuestions:
     return FITBQuestions(questions, answers, correct)
 
 
-def load_polyvore(root: Path, split: str = "nondisjoint") -> Catalog:
-    """Read the items and outfits of a Polyvore Outfits folder."""
+def _item_categories(meta: dict, categories: dict[str, tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(fine category, semantic category) of one metadata entry.
+
+    The fine name comes from ``categories.csv`` through ``category_id``; where the id is unknown,
+    from the last of the entry's ``catgeories`` (the release's spelling). The semantic name is the
+    entry's own ``semantic_category``, else the table's.
+    """
+    cid = meta.get("category_id")
+    fine, sem = categories.get(str(cid).strip(), ("", "")) if cid not in (None, "") else ("", "")
+    if not fine:
+        listed = meta.get("catgeories") or meta.get("categories") or ()
+        if isinstance(listed, list) and listed and isinstance(listed[-1], str):
+            fine = listed[-1].strip()
+    semantic = meta.get("semantic_category")
+    semantic = " ".join(semantic.split()) if isinstance(semantic, str) else ""
+    return fine or None, semantic or sem or None
+
+
+def load_polyvore(
+    root: Path, split: str = "nondisjoint", config: CatalogConfig = CatalogConfig()
+) -> Catalog:
+    """Read the items and outfits of a Polyvore Outfits folder.
+
+    Outfit items absent from the metadata and items without an image file are reported (count
+    and a sample of ids, in ``Catalog.report``) and only fatal above
+    ``config.max_missing_fraction``. Items without an image stay in the items table: the
+    embedding step records them as rejects with the reason.
+    """
     if split not in SPLITS:
         raise CatalogError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     root = Path(root).resolve()
     categories = read_categories(root / "categories.csv")
     metadata = _read_json(_require(root / "polyvore_item_metadata.json"))
+    if not isinstance(metadata, dict):
+        raise CatalogError(
+            f"{root / 'polyvore_item_metadata.json'} holds a {type(metadata).__name__}, expected an "
+            "object {item_id: {category_id, semantic_category, ...}}"
+        )
     images = _require(root / "images")
+    split_dir = _require(root / split)
     ids, raw, semantic = [], [], []
     for item_id, meta in metadata.items():
-        cid = str(meta.get("category_id", ""))
-        fine, sem = categories.get(cid, ("", ""))
+        fine, sem = _item_categories(meta if isinstance(meta, dict) else {}, categories)
         ids.append(str(item_id))
-        raw.append(fine or None)
-        semantic.append(meta.get("semantic_category") or sem or None)
+        raw.append(fine)
+        semantic.append(sem)
+    del metadata
+    image_dir = str(images) + os.sep
     items = pl.DataFrame(
         {S.ITEM_ID: ids, S.RAW_CATEGORY: raw, S.SEMANTIC_CATEGORY: semantic},
         schema={S.ITEM_ID: pl.String, S.RAW_CATEGORY: pl.String, S.SEMANTIC_CATEGORY: pl.String},
-    ).with_columns((pl.lit(str(images) + "/") + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
-    split_dir = _require(root / split)
+    ).with_columns((pl.lit(image_dir) + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
     outfits = {
         name: read_outfits(split_dir / f"{name}.json")
         for name in ("train", "valid", "test")
         if (split_dir / f"{name}.json").exists()
     }
     if not outfits:
-        raise CatalogError(f"{split_dir} holds none of train.json, valid.json, test.json\n{LAYOUT}")
+        raise CatalogError(
+            f"{split_dir} holds none of train.json, valid.json, test.json: expected at least one\n{LAYOUT}"
+        )
+
+    in_outfits = pl.concat([o.select(S.ITEM_ID) for o in outfits.values()]).unique().sort(S.ITEM_ID)
+    no_meta = in_outfits.join(items.select(S.ITEM_ID), on=S.ITEM_ID, how="anti")[S.ITEM_ID].to_list()
+    n_meta, meta_sample = check_missing(
+        "in the outfits have no entry in polyvore_item_metadata.json", no_meta, in_outfits.height,
+        config, "Use the metadata file of the same release as the outfit files.",
+    )
+    with os.scandir(images) as it:  # one listing, not 250k stats
+        present = {e.name for e in it}
+    has_image = [f"{i}.jpg" in present for i in ids]
+    del present
+    no_image = [i for i, ok in zip(ids, has_image) if not ok]
+    n_img, img_sample = check_missing(
+        f"have no image file in {images}", sorted(no_image), len(ids), config,
+        "Extract the release's images archive into images/ (images/<item_id>.jpg).",
+    )
+    report = CatalogReport(
+        missing_metadata=n_meta, missing_metadata_sample=meta_sample,
+        missing_images=n_img, missing_images_sample=img_sample,
+    )
     log.info("polyvore %s: %d items, outfits %s", root, items.height,
              {k: v[S.SET_ID].n_unique() for k, v in outfits.items()})
-    return Catalog(name=root.name, root=root, items=items, outfits=outfits, split_dir=split_dir)
+    return Catalog(name=root.name, root=root, items=items, outfits=outfits, split_dir=split_dir,
+                   report=report)
