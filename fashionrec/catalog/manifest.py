@@ -126,7 +126,7 @@ def _column_shapes(header: list[str], rows: list[list[str]]) -> list[tuple[str, 
         distinct = set(values)
         if non_empty and all(_INT.fullmatch(v) for v in non_empty):
             shapes.append(("int", None))
-        elif len(rows) >= 20 and len(distinct) <= limit:
+        elif len(rows) >= 20 and len(distinct) <= min(limit, len(rows) // 2):  # values repeat
             shapes.append(("values", distinct))
         else:
             shapes.append(("text", None))
