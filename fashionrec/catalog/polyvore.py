@@ -98,19 +98,29 @@ def read_categories(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def read_outfits(path: Path) -> pl.DataFrame:
-    """Rows (set_id, item_id, index) of an outfits split file."""
-    outfits = _read_json(_require(path))
-    set_ids, item_ids, indexes = [], [], []
-    for outfit in outfits:
-        sid = str(outfit["set_id"])
-        for entry in outfit["items"]:
-            set_ids.append(sid)
-            item_ids.append(str(entry["item_id"]))
-            indexes.append(int(entry["index"]))
-    return pl.DataFrame(
-        {S.SET_ID: set_ids, S.ITEM_ID: item_ids, "index": indexes},
-        schema={S.SET_ID: pl.String, S.ITEM_ID: pl.String, "index": pl.Int32},
-    )
+    """Rows (set_id, item_id, index) of an outfits split file, in file order.
+
+    Parsed by polars' JSON reader (several times faster than Python objects for the 53k-outfit
+    train split); a file that does not have the release's shape gets an error naming it.
+    """
+    _require(path)
+    try:
+        frame = pl.read_json(path)
+        rows = frame.select(pl.col("set_id").cast(pl.String).alias(S.SET_ID), "items").explode("items")
+        rows = rows.filter(pl.col("items").is_not_null()).select(
+            S.SET_ID,
+            pl.col("items").struct.field("item_id").cast(pl.String).alias(S.ITEM_ID),
+            pl.col("items").struct.field("index").cast(pl.Int32).alias("index"),
+        )
+    except Exception as exc:  # polars raises ComputeError, ColumnNotFoundError, ... on a wrong shape
+        raise CatalogError(
+            f"{path} is not an outfits file of the release ({type(exc).__name__}: {exc}); expected "
+            '[{"items": [{"item_id": "...", "index": 1}, ...], "set_id": "..."}, ...]'
+        ) from None
+    if rows[S.ITEM_ID].null_count() or rows["index"].null_count():
+        raise CatalogError(f"{path}: {rows[S.ITEM_ID].null_count() + rows['index'].null_count()} outfit "
+                           "entries lack item_id or index")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -170,22 +180,46 @@ def read_fitb(path: Path, outfits: pl.DataFrame) -> FITBQuestions:
     return FITBQuestions(questions, answers, correct)
 
 
-def _item_categories(meta: dict, categories: dict[str, tuple[str, str]]) -> tuple[str | None, str | None]:
-    """(fine category, semantic category) of one metadata entry.
+def _items_table(metadata: dict, categories: dict[str, tuple[str, str]]) -> pl.DataFrame:
+    """ITEM_ID, RAW_CATEGORY, SEMANTIC_CATEGORY of every metadata entry.
 
     The fine name comes from ``categories.csv`` through ``category_id``; where the id is unknown,
     from the last of the entry's ``catgeories`` (the release's spelling). The semantic name is the
-    entry's own ``semantic_category``, else the table's.
+    entry's own ``semantic_category``, else the table's. Column-wise: 250k entries in well under
+    a second.
     """
-    cid = meta.get("category_id")
-    fine, sem = categories.get(str(cid).strip(), ("", "")) if cid not in (None, "") else ("", "")
-    if not fine:
-        listed = meta.get("catgeories") or meta.get("categories") or ()
-        if isinstance(listed, list) and listed and isinstance(listed[-1], str):
-            fine = listed[-1].strip()
-    semantic = meta.get("semantic_category")
-    semantic = " ".join(semantic.split()) if isinstance(semantic, str) else ""
-    return fine or None, semantic or sem or None
+    metas = [m if isinstance(m, dict) else {} for m in metadata.values()]
+    frame = pl.DataFrame(
+        {
+            S.ITEM_ID: [str(k) for k in metadata],
+            "cid": [str(m.get("category_id", "")) for m in metas],
+            "sem": [m.get("semantic_category") for m in metas],
+        },
+        schema={S.ITEM_ID: pl.String, "cid": pl.String, "sem": pl.String},
+        strict=False,
+    )
+    table = pl.DataFrame(
+        {"cid": list(categories), "fine": [v[0] for v in categories.values()],
+         "table_sem": [v[1] for v in categories.values()]},
+        schema={"cid": pl.String, "fine": pl.String, "table_sem": pl.String},
+    )
+    frame = frame.with_columns(pl.col("cid").str.strip_chars()).join(table, on="cid", how="left",
+                                                                        maintain_order="left")
+    unknown = frame["fine"].is_null() | (frame["fine"] == "")
+    if unknown.any():  # fall back on the entry's own category list
+        rows = unknown.arg_true().to_list()
+        listed = [metas[r].get("catgeories") or metas[r].get("categories") or () for r in rows]
+        names = [x[-1].strip() if isinstance(x, list) and x and isinstance(x[-1], str) else None for x in listed]
+        fallback = pl.Series("fallback", [None] * frame.height, dtype=pl.String).scatter(rows, names)
+        frame = frame.with_columns(pl.coalesce(pl.col("fine").replace("", None), fallback).alias("fine"))
+    return frame.select(
+        S.ITEM_ID,
+        pl.col("fine").replace("", None).alias(S.RAW_CATEGORY),
+        pl.coalesce(
+            pl.col("sem").str.replace_all(r"\s+", " ").str.strip_chars().replace("", None),
+            pl.col("table_sem").replace("", None),
+        ).alias(S.SEMANTIC_CATEGORY),
+    )
 
 
 def load_polyvore(
@@ -210,18 +244,10 @@ def load_polyvore(
         )
     images = _require(root / "images")
     split_dir = _require(root / split)
-    ids, raw, semantic = [], [], []
-    for item_id, meta in metadata.items():
-        fine, sem = _item_categories(meta if isinstance(meta, dict) else {}, categories)
-        ids.append(str(item_id))
-        raw.append(fine)
-        semantic.append(sem)
+    items = _items_table(metadata, categories)
     del metadata
     image_dir = str(images) + os.sep
-    items = pl.DataFrame(
-        {S.ITEM_ID: ids, S.RAW_CATEGORY: raw, S.SEMANTIC_CATEGORY: semantic},
-        schema={S.ITEM_ID: pl.String, S.RAW_CATEGORY: pl.String, S.SEMANTIC_CATEGORY: pl.String},
-    ).with_columns((pl.lit(image_dir) + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
+    items = items.with_columns((pl.lit(image_dir) + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
     outfits = {
         name: read_outfits(split_dir / f"{name}.json")
         for name in ("train", "valid", "test")
@@ -238,13 +264,11 @@ def load_polyvore(
         "in the outfits have no entry in polyvore_item_metadata.json", no_meta, in_outfits.height,
         config, "Use the metadata file of the same release as the outfit files.",
     )
-    with os.scandir(images) as it:  # one listing, not 250k stats
-        present = {e.name for e in it}
-    has_image = [f"{i}.jpg" in present for i in ids]
+    present = pl.Series(os.listdir(images), dtype=pl.String)  # one listing, not 250k stats
+    no_image = items.filter(~(pl.col(S.ITEM_ID) + ".jpg").is_in(present.implode()))[S.ITEM_ID]
     del present
-    no_image = [i for i, ok in zip(ids, has_image) if not ok]
     n_img, img_sample = check_missing(
-        f"have no image file in {images}", sorted(no_image), len(ids), config,
+        f"have no image file in {images}", no_image.sort().to_list(), items.height, config,
         "Extract the release's images archive into images/ (images/<item_id>.jpg).",
     )
     report = CatalogReport(
