@@ -254,7 +254,8 @@ def read_shop_table(path: str | Path, config: CatalogConfig = CatalogConfig()) -
             f"{table_path} has no column(s) {absent} named in {spec.toml_path.name}; its columns are "
             f"{[c for c in frame.columns if c != LINE]}"
         )
-    no_id = frame.filter(pl.col(spec.id_column).is_null() | (pl.col(spec.id_column).str.strip_chars() == ""))
+    frame = frame.with_columns(pl.col(spec.id_column).str.strip_chars())
+    no_id = frame.filter(pl.col(spec.id_column).is_null() | (pl.col(spec.id_column) == ""))
     rejected += [RowProblem(line, f"empty {spec.id_column!r}") for line in no_id[LINE].to_list()]
     frame = frame.filter(~pl.col(LINE).is_in(no_id[LINE].implode()))
 
