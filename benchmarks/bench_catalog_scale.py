@@ -90,26 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     size = (args.root / "polyvore_item_metadata.json").stat().st_size
     print(f"release: {ITEMS:,} items (metadata {size / 1e6:.0f} MB), outfits {OUTFITS}")
 
-    load, filt = [], []
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+          "(wall time counts waiting for a CPU; CPU time is what the code itself costs)")
+    load, load_cpu, filt = [], [], []
     for _ in range(args.repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         cat = load_catalog(args.root)
         load.append(time.perf_counter() - t)
+        load_cpu.append(time.process_time() - c)
         t = time.perf_counter()
         kept = filter_categories(cat)
         filt.append(time.perf_counter() - t)
-    print(f"load_catalog: median {statistics.median(load):.2f}s of {args.repeat} "
-          f"({', '.join(f'{x:.2f}' for x in load)}); {cat.items.height:,} items, "
+    print(f"load_catalog: median wall {statistics.median(load):.2f}s, CPU {statistics.median(load_cpu):.2f}s "
+          f"of {args.repeat} (wall {', '.join(f'{x:.2f}' for x in load)}); {cat.items.height:,} items, "
           f"{sum(o['set_id'].n_unique() for o in cat.outfits.values()):,} outfits")
     print(f"filter_categories: median {statistics.median(filt):.2f}s; kept {kept.kept:,}, dropped {kept.dropped:,}")
     train = cat.outfits["train"]
     for sampler in ("random", "same_group"):
-        times = []
+        times, cpu = [], []
         for _ in range(args.repeat):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             triplets = build_triplets(train, kept.items, TripletConfig(negatives=sampler, seed=0))
             times.append(time.perf_counter() - t)
-        print(f"build_triplets({sampler}): median {statistics.median(times):.2f}s of {args.repeat} "
+            cpu.append(time.process_time() - c)
+        print(f"build_triplets({sampler}): median wall {statistics.median(times):.2f}s, CPU "
+              f"{statistics.median(cpu):.2f}s of {args.repeat} "
               f"({', '.join(f'{x:.2f}' for x in times)}); {triplets.height:,} triplets from "
               f"{train['set_id'].n_unique():,} outfits")
     return 0
