@@ -126,6 +126,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _prepare_prefect()
+    from flows.evaluate_compat import evaluate_compat
+
+    result = evaluate_compat(catalog=str(args.catalog), data_dir=str(args.data), split=args.split,
+                             eval_split=args.eval_split)
+    keys = ("compat_auc", "fitb_accuracy", "outfits", "questions")
+    print(json.dumps({k: result[k] for k in keys}) if args.json else
+          f"model version {result['model_version']} ({result['backbone']}) on {args.split}/{args.eval_split}: "
+          f"compatibility AUC {result['compat_auc']:.3f} over {result['outfits']} outfits, FITB accuracy "
+          f"{result['fitb_accuracy']:.3f} over {result['questions']} questions ({result['skipped']} skipped); "
+          f"MLflow run {result['mlflow_run_id']}")
+    return 0
+
+
+def cmd_evaluate_similar(args: argparse.Namespace) -> int:
+    from fashionrec.catalog.manifest import read_shop_table
+    from fashionrec.evaluation import evaluate_similar
+
+    table = read_shop_table(args.catalog)
+    report = evaluate_similar(args.data, table.rows, args.label_column, k=args.k, id_column=table.spec.id_column)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"similar items of run {report.run_id} ({report.items} items), precision@{report.k}:")
+        for column, r in report.by_label.items():
+            print(f"  {column:<20} {r.precision:.3f}  (random neighbours of the same group: {r.chance:.3f}; "
+                  f"{r.queries} items with a label)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _prepare_prefect()
     from flows.demo import run_demo
@@ -146,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def catalog_args(sp: argparse.ArgumentParser, backbone_default: str | None) -> None:
         sp.add_argument("--catalog", type=Path, required=True,
-                        help="a Polyvore Outfits folder (or a sample catalogue)")
+                        help="a Polyvore Outfits folder (or a sample catalogue), or a shop.toml")
         sp.add_argument("--split", choices=SPLITS, default="nondisjoint")
         sp.add_argument("--backbone", choices=BACKBONES, default=backbone_default,
                         help="image CNN (default: %(default)s)" if backbone_default else
@@ -197,6 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    e = sub.add_parser("evaluate", help="the standard evaluation (compatibility AUC, FITB) of the champion "
+                       "model on a Polyvore split's test questions, logged to MLflow")
+    e.add_argument("--catalog", type=Path, required=True, help="a Polyvore Outfits folder (or a sample catalogue)")
+    e.add_argument("--split", choices=SPLITS, default="nondisjoint")
+    e.add_argument("--eval-split", choices=("test", "valid"), default="test")
+    e.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data dir (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    es = sub.add_parser("evaluate-similar", help="precision@k of the published similar-items table "
+                        "against label columns of a shop catalogue")
+    es.add_argument("--catalog", type=Path, required=True, help="the shop.toml the tables were refreshed from")
+    es.add_argument("--label-column", action="append", required=True,
+                    help="a column of the export to count a neighbour right by (repeatable)")
+    es.add_argument("-k", type=int, default=TopKConfig.k)
+    es.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data dir (default: %(default)s)")
+    es.add_argument("--json", action="store_true", help="print the result as JSON")
+    es.set_defaults(func=cmd_evaluate_similar)
 
     d = sub.add_parser("demo", help="sample catalogue -> train -> refresh -> print recommendations")
     d.add_argument("--data", type=Path, default=Path("demo-data"))

@@ -42,6 +42,15 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class CatalogConfig:
+    """How tolerant loading a catalogue is of gaps in it (reported always, fatal above these)."""
+
+    max_missing_fraction: float = 0.05  # outfit items without metadata, or items without an image file
+    max_rejected_row_fraction: float = 0.05  # shop-export rows that cannot be parsed unambiguously
+    report_sample: int = 10  # item ids / line numbers quoted in reports and errors
+
+
+@dataclass(frozen=True)
 class TripletConfig:
     negatives: str = "random"  # "random" (the design) or "same_group" (type-aware, Vasileva et al.)
     seed: int = 0  # makes the sampled negatives reproducible
@@ -103,6 +112,7 @@ def config_dict(*configs: Any, prefix: bool = True) -> dict[str, Any]:
 
 __all__ = [
     "BACKBONES",
+    "CatalogConfig",
     "CHALLENGER_ALIAS",
     "CHAMPION_ALIAS",
     "DemoConfig",

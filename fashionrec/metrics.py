@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -110,3 +110,68 @@ def evaluate_compatibility(
     else:
         fitb = float("nan")
     return EvalResult(auc, fitb, len(kept_rows), n_q, skipped)
+
+
+# --- retrieval quality of the similar-items table ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrecisionAtK:
+    precision: float  # mean over labelled queries of (neighbours sharing the query's label) / listed
+    chance: float  # the same for neighbours drawn at random from the query's group
+    queries: int  # items with a label and at least one neighbour
+    unlabelled: int  # items left out as queries: no label
+    k: int
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "chance": self.chance, "queries": self.queries,
+                "unlabelled": self.unlabelled, "k": self.k}
+
+
+def precision_at_k(
+    query_ids: Sequence[str],
+    neighbor_ids: Sequence[str],
+    ranks: Sequence[int],
+    groups: Sequence[str],
+    labels: Mapping[str, str | None],
+    k: int = 10,
+) -> PrecisionAtK:
+    """Precision@k of a neighbour table against item labels (one row per query, rank).
+
+    A neighbour is right when its label equals the query's; a neighbour without a label counts
+    as wrong; queries without a label are left out and counted. Each query's precision divides
+    by the neighbours listed up to rank k (fewer than k only in a group of at most k items).
+    ``chance`` is the precision that neighbours drawn at random from the query's group would
+    have: (items of the group with the query's label - 1) / (items of the group - 1).
+    """
+    q = np.asarray(query_ids, dtype=object)
+    nb = np.asarray(neighbor_ids, dtype=object)
+    rk = np.asarray(ranks)
+    keep = rk <= k
+    q, nb, g = q[keep], nb[keep], np.asarray(groups, dtype=object)[keep]
+    ql = np.asarray([labels.get(i) for i in q], dtype=object)
+    nl = np.asarray([labels.get(i) for i in nb], dtype=object)
+    labelled = np.asarray([x is not None and x == x and x != "" for x in ql], dtype=bool)
+    hits = labelled & (ql == nl)
+    uniq, inverse = np.unique(q, return_inverse=True)
+    per_hits = np.bincount(inverse, weights=hits.astype(np.float64), minlength=len(uniq))
+    per_count = np.bincount(inverse, minlength=len(uniq))
+    per_labelled = np.bincount(inverse, weights=labelled.astype(np.float64), minlength=len(uniq)) > 0
+    queries = int(per_labelled.sum())
+    precision = float((per_hits[per_labelled] / per_count[per_labelled]).mean()) if queries else float("nan")
+
+    # chance: label frequencies within each group, over the items that appear as queries
+    first = np.unique(inverse, return_index=True)[1]
+    item_group = g[first]
+    item_label = ql[first]
+    counts: dict[tuple, int] = {}
+    sizes: dict[str, int] = {}
+    for grp, lab in zip(item_group, item_label):
+        sizes[grp] = sizes.get(grp, 0) + 1
+        counts[(grp, lab)] = counts.get((grp, lab), 0) + 1
+    chance_each = [
+        (counts[(grp, lab)] - 1) / max(sizes[grp] - 1, 1)
+        for grp, lab, ok in zip(item_group, item_label, per_labelled) if ok
+    ]
+    chance = float(np.mean(chance_each)) if chance_each else float("nan")
+    return PrecisionAtK(precision, chance, queries, int(len(uniq) - queries), k)

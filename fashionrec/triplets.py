@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def positive_pairs(outfits: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """Every unordered pair (i < j by outfit index) of filtered items within each outfit."""
-    kept = outfits.join(items.select(S.ITEM_ID, S.GROUP), on=S.ITEM_ID, how="inner")
+    """Every unordered pair (i < j by outfit index) of filtered items within each outfit.
+
+    An item listed twice in one outfit (the real release has a few) counts once, at its first index.
+    """
+    kept = (
+        outfits.join(items.select(S.ITEM_ID, S.GROUP), on=S.ITEM_ID, how="inner")
+        .sort([S.SET_ID, "index"])
+        .unique([S.SET_ID, S.ITEM_ID], keep="first", maintain_order=True)
+    )
     left = kept.select(S.SET_ID, pl.col(S.ITEM_ID).alias(S.ANCHOR), pl.col("index").alias("ia"))
     right = kept.select(
         S.SET_ID,
@@ -52,46 +59,60 @@ def build_triplets(
             f"{', '.join(NEGATIVE_SAMPLERS)}"
         )
     pairs = positive_pairs(outfits, items)
-    rng = np.random.default_rng(config.seed)
-    pool = items.select(S.ITEM_ID, S.GROUP).sort(S.ITEM_ID)
     if pairs.height == 0:
         return pl.DataFrame(schema={S.ANCHOR: pl.String, S.POSITIVE: pl.String, S.NEGATIVE: pl.String})
+    rng = np.random.default_rng(config.seed)
+    # Integer codes: items of the pool (negatives come from it) and outfits. A (outfit, item)
+    # membership is one int64 key, so the "negative inside the anchor's outfit" check is a
+    # sorted-array lookup, not a Python set probe per pair.
+    pool = items.select(S.ITEM_ID, S.GROUP).unique(S.ITEM_ID).sort(S.ITEM_ID).with_row_index("code")
+    pairs = pairs.with_columns((pl.col(S.SET_ID).rank("dense") - 1).cast(pl.Int64).alias("set_code"))
+    pair_sets = pairs["set_code"].to_numpy()
+    set_codes = pairs.select(S.SET_ID, "set_code").unique()
+    n_pool = pool.height
+    member = (
+        outfits.select(S.SET_ID, S.ITEM_ID)
+        .join(set_codes, on=S.SET_ID, how="inner")
+        .join(pool.select(S.ITEM_ID, "code"), on=S.ITEM_ID, how="inner")
+        .select((pl.col("set_code").cast(pl.Int64) * n_pool + pl.col("code").cast(pl.Int64)).alias("k"))
+        ["k"].unique().sort().to_numpy()
+    )
 
-    # item -> set of outfits it appears in (an item may be in several outfits, nondisjoint)
-    membership = outfits.select(S.SET_ID, S.ITEM_ID).unique()
     n = pairs.height
-    negatives = np.empty(n, dtype=object)
+    negatives = np.full(n, -1, dtype=np.int64)
     if config.negatives == "random":
-        groups = {"*": pool[S.ITEM_ID].to_numpy()}
-        key = np.full(n, "*", dtype=object)
+        candidates_of = {"*": pool["code"].to_numpy().astype(np.int64)}
+        key = np.zeros(n, dtype=np.int64)
+        keys = {"*": 0}
     else:
-        groups = {g: f[S.ITEM_ID].to_numpy() for g, f in pool.group_by(S.GROUP, maintain_order=True)
-                  for g in [g[0]]}
-        key = pairs["positive_group"].to_numpy()
-    set_ids = pairs[S.SET_ID].to_numpy()
-    member = set(zip(membership[S.SET_ID].to_list(), membership[S.ITEM_ID].to_list()))
-    for group_key, candidates in groups.items():
-        rows = np.nonzero(key == group_key)[0]
-        todo = rows
+        codes = pool["code"].to_numpy().astype(np.int64)
+        groups = pool[S.GROUP].to_numpy()
+        names = sorted(set(groups.tolist()))
+        candidates_of = {g: codes[groups == g] for g in names}
+        keys = {g: i for i, g in enumerate(names)}
+        key = pairs["positive_group"].replace_strict(keys, return_dtype=pl.Int64).to_numpy()
+    for group_key, candidates in candidates_of.items():
+        todo = np.nonzero(key == keys[group_key])[0]
         for _ in range(50):  # resample the few that hit their own outfit
             if todo.size == 0:
                 break
             picks = candidates[rng.integers(0, candidates.size, size=todo.size)]
             negatives[todo] = picks
-            clash = np.fromiter(
-                ((s, p) in member for s, p in zip(set_ids[todo], picks)), dtype=bool, count=todo.size
-            )
+            probe = pair_sets[todo] * n_pool + picks
+            at = np.searchsorted(member, probe)
+            clash = (at < member.size) & (member[np.minimum(at, member.size - 1)] == probe)
             todo = todo[clash]
         if todo.size:
             raise ConfigError(
                 f"cannot draw negatives outside their outfit for {todo.size} pairs of group "
                 f"{group_key!r}: too few items in that group"
             )
+    pool_ids = pool[S.ITEM_ID]
     triplets = pl.DataFrame(
         {
             S.ANCHOR: pairs[S.ANCHOR],
             S.POSITIVE: pairs[S.POSITIVE],
-            S.NEGATIVE: pl.Series(negatives.tolist(), dtype=pl.String),
+            S.NEGATIVE: pool_ids.gather(negatives).alias(S.NEGATIVE),
         }
     )
     log.info("built %d triplets from %d outfits (%s negatives)", triplets.height,

@@ -95,6 +95,7 @@ def nightly_refresh(
         "items_filtered": filtered.kept,
         "items_dropped": filtered.dropped,
         "dropped_by_category": filtered.dropped_by_category,
+        "catalog_report": cat.report.to_dict(),  # repaired/rejected rows, missing metadata/images
         "items_published": vectors.items.height,
         "embedded_new": embedded_now,
         "reused": embedded.reused,

@@ -37,9 +37,10 @@ def train_compat(
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     cat = load_catalog(catalog, split)
+    train_outfits = cat.require_outfits("train")  # a shop catalogue has none: clear error, early
     filtered = filter_categories(cat)
     embedded = embed_items(filtered.items, data_dir, embed_cfg)
-    triplets = build_triplets(cat.outfits["train"], filtered.items, triplet_cfg)
+    triplets = build_triplets(train_outfits, filtered.items, triplet_cfg)
     fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
 

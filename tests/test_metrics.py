@@ -38,3 +38,35 @@ def test_items_without_vectors_are_skipped_and_counted():
         lambda ia, ib: np.ones(len(ia), np.float32),
     )
     assert result.outfits == 1 and result.questions == 0 and result.skipped == 2
+
+
+def test_precision_at_k_on_a_hand_made_table():
+    from fashionrec.metrics import precision_at_k
+
+    labels = {"a": "tee", "b": "tee", "c": "shirt", "d": "tee", "e": None}
+    # a: b(tee) c(shirt) -> 1/2 ; b: a(tee) d(tee) -> 2/2 ; c: a b -> 0/2 ; d: e(no label) b -> 1/2
+    # e: no label -> left out
+    rows = [
+        ("a", "b", 1), ("a", "c", 2), ("b", "a", 1), ("b", "d", 2), ("c", "a", 1), ("c", "b", 2),
+        ("d", "e", 1), ("d", "b", 2), ("e", "a", 1), ("e", "b", 2),
+    ]
+    q, n, r = zip(*rows)
+    result = precision_at_k(q, n, r, ["tops"] * len(rows), labels, k=2)
+    assert result.precision == pytest.approx((0.5 + 1 + 0 + 0.5) / 4)
+    assert (result.queries, result.unlabelled, result.k) == (4, 1, 2)
+    # chance in a group of 5: tee items see 2 other tees of 4 others, the shirt none
+    assert result.chance == pytest.approx((2 / 4 * 3 + 0) / 4)
+    # k=1 keeps rank 1 only: a->b right, b->a right, c->a wrong, d->e wrong
+    assert precision_at_k(q, n, r, ["tops"] * len(rows), labels, k=1).precision == pytest.approx(0.5)
+
+
+def test_precision_at_k_counts_per_group_and_short_lists():
+    from fashionrec.metrics import precision_at_k
+
+    labels = {"t1": "x", "t2": "x", "s1": "y", "s2": "z"}
+    # two groups of two items: one neighbour each although k=10
+    q = ["t1", "t2", "s1", "s2"]
+    n = ["t2", "t1", "s2", "s1"]
+    result = precision_at_k(q, n, [1, 1, 1, 1], ["tops", "tops", "shoes", "shoes"], labels, k=10)
+    assert result.precision == pytest.approx(0.5)
+    assert result.chance == pytest.approx(0.5)
