@@ -106,34 +106,64 @@ def validate_table(
 
 
 def publish_run(data_dir: str | Path, run_id: str, keep_runs: int = 3) -> Path:
-    """Point CURRENT at ``run_id`` atomically, then delete runs beyond the last ``keep_runs``."""
+    """Point CURRENT at ``run_id`` atomically, then delete runs beyond the last ``keep_runs``.
+
+    The run CURRENT named until now is always kept (even with ``keep_runs=1``): a reader that
+    resolved CURRENT a moment before the swap is still reading it.
+    """
     root = tables_dir(data_dir)
     if not (root / run_id / MANIFEST).exists():
         raise PublishError(f"run {run_id} has no {MANIFEST}: it is incomplete and cannot be published")
+    previous = current_run(data_dir)
     tmp = root / f".{CURRENT}.{os.getpid()}.{secrets.token_hex(4)}"
     with open(tmp, "w") as fh:
         fh.write(run_id + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / CURRENT)
-    log.info("published run %s", run_id)
-    prune_runs(data_dir, keep_runs)
+    _fsync_dir(root)
+    log.info("published run %s (replacing %s)", run_id, previous)
+    prune_runs(data_dir, keep_runs, protect={previous} if previous else set())
     return root / run_id
 
 
-def prune_runs(data_dir: str | Path, keep_runs: int) -> list[str]:
-    """Delete published runs older than the newest ``keep_runs`` (never the current one)."""
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a crash after it cannot bring the old name back)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def prune_runs(data_dir: str | Path, keep_runs: int, protect: set[str] | None = None) -> list[str]:
+    """Delete published runs older than the newest ``keep_runs``, and debris of failed runs.
+
+    Never deleted: the current run, the runs in ``protect``, the newest ``keep_runs`` complete
+    runs (those with a manifest). A run folder without a manifest older than the current run is
+    the leftover of a run that crashed or was refused (e.g. too many rejects); it is deleted.
+    Call this only while holding the data dir's writer lock, so no run is being written.
+    """
     root = tables_dir(data_dir)
     current = current_run(data_dir)
     runs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    keep = set(runs[-max(keep_runs, 1):]) | {current}
+    complete = [r for r in runs if (root / r / MANIFEST).exists()]
+    keep = set(complete[-max(keep_runs, 1):]) | {current} | (protect or set())
     removed = []
     for name in runs:
-        if name not in keep:
-            shutil.rmtree(root / name, ignore_errors=True)
-            removed.append(name)
+        if name in keep:
+            continue
+        if name not in complete and (current is None or name > current):
+            continue  # newer than what is published: not ours to judge
+        shutil.rmtree(root / name, ignore_errors=True)
+        removed.append(name)
     if removed:
-        log.info("removed old runs: %s", ", ".join(removed))
+        log.info("removed old or incomplete runs: %s", ", ".join(removed))
     return removed
 
 

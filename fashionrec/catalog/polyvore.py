@@ -21,6 +21,7 @@ import polars as pl
 
 from fashionrec import schemas as S
 from fashionrec.catalog.base import Catalog
+from fashionrec.catalog.validate import validate_items
 from fashionrec.config import SPLITS
 from fashionrec.errors import CatalogError
 
@@ -151,6 +152,11 @@ def load_polyvore(root: Path, split: str = "nondisjoint") -> Catalog:
     root = Path(root).resolve()
     categories = read_categories(root / "categories.csv")
     metadata = _read_json(_require(root / "polyvore_item_metadata.json"))
+    if not isinstance(metadata, dict):
+        raise CatalogError(
+            f"{root / 'polyvore_item_metadata.json'} must hold an object {{item_id: {{...}}}}, "
+            f"not a {type(metadata).__name__}\n{LAYOUT}"
+        )
     images = _require(root / "images")
     ids, raw, semantic = [], [], []
     for item_id, meta in metadata.items():
@@ -163,6 +169,7 @@ def load_polyvore(root: Path, split: str = "nondisjoint") -> Catalog:
         {S.ITEM_ID: ids, S.RAW_CATEGORY: raw, S.SEMANTIC_CATEGORY: semantic},
         schema={S.ITEM_ID: pl.String, S.RAW_CATEGORY: pl.String, S.SEMANTIC_CATEGORY: pl.String},
     ).with_columns((pl.lit(str(images) + "/") + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
+    validate_items(items, root, str(root / "polyvore_item_metadata.json"))  # before any heavy work
     split_dir = _require(root / split)
     outfits = {
         name: read_outfits(split_dir / f"{name}.json")
