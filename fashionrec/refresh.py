@@ -240,7 +240,7 @@ def run_refresh(
         )
         write_run(data_dir, run_id, tables, item_groups, topk.k, manifest)
         lap("write")
-        publish.publish_run(data_dir, run_id, publish_config.keep_runs)
+        publish.publish_run(data_dir, run_id, publish_config.keep_runs, publish_config.retire_grace_s)
         lap("publish")
         log.info(
             "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "

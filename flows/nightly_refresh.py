@@ -38,6 +38,7 @@ def nightly_refresh(
     split: str = "nondisjoint",
     shard_size: int = EmbedConfig.shard_size,
     keep_runs: int = PublishConfig.keep_runs,
+    retire_grace_s: float = PublishConfig.retire_grace_s,
     max_reject_share: float = PublishConfig.max_reject_share,
     lock_timeout_s: float = PublishConfig.lock_timeout_s,
 ) -> dict:
@@ -94,7 +95,7 @@ def nightly_refresh(
         )
         write_run(data_dir, run_id, tables, item_groups, k, manifest)
         lap("write")
-        publish_run(data_dir, run_id, keep_runs)
+        publish_run(data_dir, run_id, keep_runs, retire_grace_s)
         lap("publish")
         logger.info(
             "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "

@@ -41,8 +41,8 @@ def write_manifest(data_dir: str, run_id: str, manifest: dict[str, Any]) -> Path
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def publish_run(data_dir: str, run_id: str, keep_runs: int) -> Path:
-    return publish.publish_run(data_dir, run_id, keep_runs)
+def publish_run(data_dir: str, run_id: str, keep_runs: int, grace_s: float) -> Path:
+    return publish.publish_run(data_dir, run_id, keep_runs, grace_s)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
