@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fashionrec import schemas as S
 from fashionrec.backbones import Encoder, get_encoder
+from fashionrec.backbones import encoder_key as encoder_key_of
 from fashionrec.config import EmbedConfig
 from fashionrec.images import ImageRejected, load_image, sha256_file
 
@@ -68,6 +69,7 @@ class ShardResult:
     embedded: int
     rejected: int
     seconds: float
+    skipped: bool = False  # the part existed already (another run finished this shard)
 
     @property
     def images_per_second(self) -> float:
@@ -221,7 +223,7 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
     rej_path = rejects_path(out)
     if out.exists():
         n_rej = pq.read_metadata(rej_path).num_rows if rej_path.exists() else 0
-        return ShardResult(shard.shard_id, str(out), 0, n_rej, 0.0)
+        return ShardResult(shard.shard_id, str(out), 0, n_rej, 0.0, skipped=True)
     items = pl.read_parquet(shard.items_path)
     encoder = get_encoder(shard.encoder_name)
     start = time.perf_counter()
@@ -359,9 +361,7 @@ def embed_items(items: pl.DataFrame, data_dir: str | Path, config: EmbedConfig) 
 
     The flows run the same steps as Prefect tasks (shards mapped in parallel).
     """
-    from fashionrec.backbones import encoder_key as key_of
-
-    key = key_of(config.backbone)
+    key = encoder_key_of(config.backbone)
     hashed = hash_images(items)
     shards = plan_shards(hashed, data_dir, config, key)
     results = [embed_shard(shard, config) for shard in shards]

@@ -168,7 +168,7 @@ def build_manifest(
         **changes.to_dict(),
         "embedded_new": embedded_now,
         "reused": embedded.reused,
-        "shards_embedded": len(embedded.shards),
+        "shards_embedded": sum(1 for r in embedded.shards if not r.skipped),
         "rejects": rejects.num_rows,
         "images_per_second": round(embedded_now / embed_seconds, 2) if embed_seconds else None,
         "rows": rows,
