@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 from fashionrec.categories import GROUPS
-from fashionrec.config import BACKBONES, NEGATIVE_SAMPLERS, SPLITS, DemoConfig, EmbedConfig, TopKConfig, TrainConfig
-from fashionrec.config import GalleryConfig
+from fashionrec.config import (
+    BACKBONES, NEGATIVE_SAMPLERS, SPLITS, DemoConfig, EmbedConfig, GalleryConfig, PublishConfig, TopKConfig,
+    TrainConfig,
+)
 from fashionrec.errors import FashionrecError
 
 DEFAULT_DATA = "data"
@@ -67,6 +69,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     backbone = args.backbone or _champion_backbone(str(args.data)) or EmbedConfig.backbone
     manifest = nightly_refresh(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k, split=args.split,
+        max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout,
     )
     print(json.dumps(manifest, indent=2) if args.json else
           f"published run {manifest['run_id']}: {manifest['items_published']} items, "
@@ -197,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("refresh", help="recompute and publish the similar and compatible tables")
     catalog_args(r, None)
     r.add_argument("-k", type=int, default=TopKConfig.k)
+    r.add_argument("--max-reject-share", type=float, default=PublishConfig.max_reject_share,
+                   help="fail without publishing when more than this share of items is rejected (default: %(default)s)")
+    r.add_argument("--lock-timeout", type=float, default=PublishConfig.lock_timeout_s,
+                   help="seconds to wait for another refresh of the same data dir (default: %(default)s)")
     r.set_defaults(func=cmd_refresh)
 
     for name, func, helptext in (("similar", cmd_similar, "the most similar items of one item"),):

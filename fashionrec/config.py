@@ -75,6 +75,9 @@ class TopKConfig:
 @dataclass(frozen=True)
 class PublishConfig:
     keep_runs: int = 3  # published runs kept under tables/; older ones deleted after the swap
+    retire_grace_s: float = 600.0  # a replaced run is deleted no sooner than this after the swap (readers on it)
+    max_reject_share: float = 0.05  # fail without publishing when more than this share of items is rejected
+    lock_timeout_s: float = 600.0  # how long a refresh waits for another one's writer lock, then exits
 
 
 @dataclass(frozen=True)

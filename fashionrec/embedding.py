@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fashionrec import schemas as S
 from fashionrec.backbones import Encoder, get_encoder
+from fashionrec.backbones import encoder_key as encoder_key_of
 from fashionrec.config import EmbedConfig
 from fashionrec.images import ImageRejected, load_image, sha256_file
 
@@ -68,6 +69,7 @@ class ShardResult:
     embedded: int
     rejected: int
     seconds: float
+    skipped: bool = False  # the part existed already (another run finished this shard)
 
     @property
     def images_per_second(self) -> float:
@@ -104,7 +106,8 @@ def plan_shards(
     )
     unreadable = hashed_items.filter(pl.col(S.IMAGE_SHA256).is_null()).sort(S.ITEM_ID)
     todo = pl.concat([readable, unreadable]).select(S.ITEM_ID, S.IMAGE, S.IMAGE_SHA256)
-    shards = []
+    resumed, todo = _resume_unfinished(todo, root, config.backbone)
+    shards = list(resumed)
     for start in range(0, todo.height, config.shard_size):
         chunk = todo.slice(start, config.shard_size)
         digest = hashlib.sha256(
@@ -118,11 +121,42 @@ def plan_shards(
         shards.append(
             Shard(digest, str(items_path), str(root / f"part-{digest}.parquet"), config.backbone, chunk.height)
         )
+    planned = sum(sh.size for sh in shards)
     log.info(
-        "embedding plan: %d images to embed in %d shards, %d already in the store",
-        todo.height, len(shards), hashed_items.height - todo.height,
+        "embedding plan: %d images to embed in %d shards (%d resumed from an interrupted run), "
+        "%d already in the store",
+        planned, len(shards), len(resumed), hashed_items.height - planned,
     )
     return shards
+
+
+def _resume_unfinished(todo: pl.DataFrame, root: Path, encoder_name: str) -> tuple[list[Shard], pl.DataFrame]:
+    """Reuse the plans of shards an interrupted run left unfinished (no part written yet).
+
+    Resuming the very same shards (same images, same order, same batches) makes a resumed run
+    produce exactly the vectors an uninterrupted one would have. A plan is reused only when every
+    image of it is still to be embedded; others are left alone.
+    """
+    key_cols = [S.IMAGE_SHA256, S.ITEM_ID, S.IMAGE]
+    wanted = set(todo.select(key_cols).iter_rows())
+    resumed: list[Shard] = []
+    taken: set[tuple] = set()
+    for plan in sorted((root / "plans").glob("shard-*.parquet")):
+        digest = plan.stem.removeprefix("shard-")
+        out = root / f"part-{digest}.parquet"
+        if out.exists():
+            continue
+        try:
+            rows = set(pl.read_parquet(plan).select(key_cols).iter_rows())
+        except Exception:  # a plan file from an older layout or damaged: plan afresh
+            continue
+        if rows and rows <= wanted and not (rows & taken):
+            taken |= rows
+            resumed.append(Shard(digest, str(plan), str(out), encoder_name, len(rows)))
+    if not taken:
+        return [], todo
+    mask = [r not in taken for r in todo.select(key_cols).iter_rows()]
+    return resumed, todo.filter(pl.Series(mask, dtype=pl.Boolean))
 
 
 class _ImageDataset(Dataset):
@@ -189,7 +223,7 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
     rej_path = rejects_path(out)
     if out.exists():
         n_rej = pq.read_metadata(rej_path).num_rows if rej_path.exists() else 0
-        return ShardResult(shard.shard_id, str(out), 0, n_rej, 0.0)
+        return ShardResult(shard.shard_id, str(out), 0, n_rej, 0.0, skipped=True)
     items = pl.read_parquet(shard.items_path)
     encoder = get_encoder(shard.encoder_name)
     start = time.perf_counter()
@@ -289,3 +323,46 @@ def read_rejects(data_dir: str | Path, encoder_key: str, item_ids: list[str]) ->
         return pl.DataFrame(schema={S.ITEM_ID: pl.String, S.IMAGE: pl.String, S.REASON: pl.String})
     frame = pl.concat([pl.read_parquet(f) for f in files])
     return frame.filter(pl.col(S.ITEM_ID).is_in(item_ids)).unique(subset=[S.ITEM_ID], keep="first")
+
+
+@dataclass(frozen=True)
+class EmbedOutcome:
+    """What the embedding stage produced, for the tables and the run's manifest."""
+
+    vectors: ItemVectors  # items with a vector, aligned with their rows
+    missing: pl.DataFrame  # items without one (rejected images)
+    hashed: pl.DataFrame  # every filtered item with its image hash
+    shards: list[ShardResult]  # the shards embedded by this run (finished ones are not planned)
+    reused: int  # items whose vector was already in the store
+
+    @property
+    def embedded_new(self) -> int:
+        return sum(r.embedded for r in self.shards)
+
+    @property
+    def embed_seconds(self) -> float:
+        return sum(r.seconds for r in self.shards)
+
+
+def summarize_embedding(
+    hashed: pl.DataFrame, shards: list[Shard], results: list[ShardResult], data_dir: str | Path, encoder_key: str
+) -> EmbedOutcome:
+    """Join the items to the store after the shards ran, and count what was reused."""
+    vectors, missing = load_item_vectors(hashed, data_dir, encoder_key)
+    planned: set[str] = set()
+    for shard in shards:
+        planned.update(pl.read_parquet(shard.items_path, columns=[S.ITEM_ID])[S.ITEM_ID].to_list())
+    reused = vectors.items.filter(~pl.col(S.ITEM_ID).is_in(list(planned))).height
+    return EmbedOutcome(vectors, missing, hashed, list(results), reused)
+
+
+def embed_items(items: pl.DataFrame, data_dir: str | Path, config: EmbedConfig) -> EmbedOutcome:
+    """hash -> plan shards -> embed each shard -> join: the embedding stage in one process.
+
+    The flows run the same steps as Prefect tasks (shards mapped in parallel).
+    """
+    key = encoder_key_of(config.backbone)
+    hashed = hash_images(items)
+    shards = plan_shards(hashed, data_dir, config, key)
+    results = [embed_shard(shard, config) for shard in shards]
+    return summarize_embedding(hashed, shards, results, data_dir, key)

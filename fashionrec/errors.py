@@ -40,3 +40,15 @@ class UnknownItemError(FashionrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return self.args[0]
+
+
+class LockedError(FashionrecError):
+    """Another writer holds the data dir's lock; ``owner`` says who (pid, host, since when)."""
+
+    def __init__(self, message: str, owner: object = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class RejectsExceededError(PublishError):
+    """More items were rejected than the configured share allows; nothing was published."""

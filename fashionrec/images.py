@@ -69,9 +69,21 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"too large: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageRejected("not an image: the file's content is not a known image format") from None
+        raise ImageRejected(f"not an image: {_sniff(path)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"unreadable: {exc}") from None
+
+
+def _sniff(path: Path) -> str:
+    """What a file that is no image seems to be, for the reject reason."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512).lstrip().lower()
+    except OSError:
+        return "the file's content is not a known image format"
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head:
+        return "an HTML page saved under an image name (a failed download?)"
+    return "the file's content is not a known image format"
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fashionrec import schemas as S
+from fashionrec.config import PublishConfig
 from fashionrec.errors import PublishError
 
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
+RETIRED = ".retired"  # written into a run when CURRENT stops naming it: when it was replaced
 ROW_GROUP_SIZE = 2_000  # rows per Parquet row group: a lookup by item_id reads one (benchmarks/lookup_latency.py)
 
 
@@ -37,8 +40,11 @@ def tables_dir(data_dir: str | Path) -> Path:
 
 
 def new_run_id() -> str:
-    """Sortable, unique: UTC time plus a random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """Sortable by creation time, unique: UTC time to the microsecond plus a random suffix.
+
+    (To the second only, two runs published within one second sorted by their random suffix,
+    and retention could then keep the older one.)"""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def run_dir(data_dir: str | Path, run_id: str) -> Path:
@@ -107,35 +113,80 @@ def validate_table(
         raise PublishError(f"table {name} failed validation, nothing published: " + "; ".join(problems))
 
 
-def publish_run(data_dir: str | Path, run_id: str, keep_runs: int = 3) -> Path:
-    """Point CURRENT at ``run_id`` atomically, then delete runs beyond the last ``keep_runs``."""
+def publish_run(
+    data_dir: str | Path,
+    run_id: str,
+    keep_runs: int = PublishConfig.keep_runs,
+    grace_s: float = PublishConfig.retire_grace_s,
+) -> Path:
+    """Point CURRENT at ``run_id`` atomically, then delete runs beyond the last ``keep_runs``.
+
+    A reader that resolved CURRENT a moment before the swap is still reading the run it named:
+    that run is always kept by this call (even with ``keep_runs=1``), and no replaced run is
+    deleted until ``grace_s`` seconds after it was replaced (by this or a later publish).
+    """
     root = tables_dir(data_dir)
     if not (root / run_id / MANIFEST).exists():
         raise PublishError(f"run {run_id} has no {MANIFEST}: it is incomplete and cannot be published")
+    previous = current_run(data_dir)
     tmp = root / f".{CURRENT}.{os.getpid()}.{secrets.token_hex(4)}"
     with open(tmp, "w") as fh:
         fh.write(run_id + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / CURRENT)
-    log.info("published run %s", run_id)
-    prune_runs(data_dir, keep_runs)
+    _fsync_dir(root)
+    if previous and previous != run_id and (root / previous).is_dir():
+        (root / previous / RETIRED).write_text(datetime.now(timezone.utc).isoformat() + "\n")
+    log.info("published run %s (replacing %s)", run_id, previous)
+    prune_runs(data_dir, keep_runs, protect={previous} if previous else set(), grace_s=grace_s)
     return root / run_id
 
 
-def prune_runs(data_dir: str | Path, keep_runs: int) -> list[str]:
-    """Delete published runs older than the newest ``keep_runs`` (never the current one)."""
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a crash after it cannot bring the old name back)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def prune_runs(
+    data_dir: str | Path, keep_runs: int, protect: set[str] | None = None, grace_s: float = 0.0
+) -> list[str]:
+    """Delete published runs older than the newest ``keep_runs``, and debris of failed runs.
+
+    Never deleted: the current run, the runs in ``protect``, the newest ``keep_runs`` complete
+    runs (those with a manifest), and runs replaced less than ``grace_s`` seconds ago (their
+    ``RETIRED`` stamp). A run folder without a manifest older than the current run is the
+    leftover of a run that crashed or was refused (e.g. too many rejects); it is deleted.
+    Call this only while holding the data dir's writer lock, so no run is being written.
+    """
+    now = time.time()
     root = tables_dir(data_dir)
     current = current_run(data_dir)
     runs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    keep = set(runs[-max(keep_runs, 1):]) | {current}
+    complete = [r for r in runs if (root / r / MANIFEST).exists()]
+    keep = set(complete[-max(keep_runs, 1):]) | {current} | (protect or set())
     removed = []
     for name in runs:
-        if name not in keep:
-            shutil.rmtree(root / name, ignore_errors=True)
-            removed.append(name)
+        if name in keep:
+            continue
+        if name not in complete and (current is None or name > current):
+            continue  # newer than what is published: not ours to judge
+        stamp = root / name / RETIRED
+        if name in complete and stamp.exists() and now - stamp.stat().st_mtime < grace_s:
+            continue  # replaced only moments ago: a reader may still be on it
+        shutil.rmtree(root / name, ignore_errors=True)
+        removed.append(name)
     if removed:
-        log.info("removed old runs: %s", ", ".join(removed))
+        log.info("removed old or incomplete runs: %s", ", ".join(removed))
     return removed
 
 

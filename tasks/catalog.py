@@ -3,11 +3,13 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.retry import IO_RETRIES
+
 from fashionrec import catalog as lib
 from fashionrec.catalog.base import Catalog, FilterResult
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
 def load_catalog(catalog: str, split: str = "nondisjoint") -> Catalog:
     return lib.load_catalog(catalog, split)
 

@@ -7,7 +7,9 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from fashionrec import neighbors, publish
+from tasks.retry import IO_RETRIES
+
+from fashionrec import neighbors, publish, refresh
 from fashionrec.compat import CompatibilityMLP
 from fashionrec.config import TopKConfig
 from fashionrec.embedding import ItemVectors
@@ -23,7 +25,7 @@ def compatible_topk(vectors: ItemVectors, model: CompatibilityMLP, config: TopKC
     return neighbors.compatible_topk(vectors, model, config)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
 def write_table(table: pa.Table, data_dir: str, run_id: str, name: str) -> Path:
     return publish.write_table(table, data_dir, run_id, name)
 
@@ -33,11 +35,19 @@ def validate_table(table: pa.Table, name: str, item_groups: dict[str, str], k: i
     publish.validate_table(table, name, item_groups, k)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
 def write_manifest(data_dir: str, run_id: str, manifest: dict[str, Any]) -> Path:
     return publish.write_manifest(data_dir, run_id, manifest)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def publish_run(data_dir: str, run_id: str, keep_runs: int) -> Path:
-    return publish.publish_run(data_dir, run_id, keep_runs)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def publish_run(data_dir: str, run_id: str, keep_runs: int, grace_s: float) -> Path:
+    return publish.publish_run(data_dir, run_id, keep_runs, grace_s)
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def write_run(
+    data_dir: str, run_id: str, tables: dict[str, pa.Table], item_groups: dict[str, str], k: int,
+    manifest: dict[str, Any],
+) -> Path:
+    return refresh.write_run(data_dir, run_id, tables, item_groups, k, manifest)

@@ -6,6 +6,8 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.retry import IO_RETRIES
+
 from fashionrec import tracking, training, triplets
 from fashionrec.catalog.base import Catalog
 from fashionrec.compat import CompatibilityMLP
@@ -29,13 +31,13 @@ def evaluate_split(model: CompatibilityMLP, vectors: ItemVectors, catalog: Catal
     return training.evaluate_split(model, vectors, catalog, split)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
 def log_and_register(
     data_dir: str, fit: training.FitResult, params: dict[str, Any], metrics: dict[str, float], run_name: str
 ) -> tracking.RegisteredModel:
     return tracking.log_and_register(data_dir, fit.model, fit.info, params, fit.epoch_losses, metrics, run_name)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
 def load_champion(data_dir: str) -> tracking.LoadedModel:
     return tracking.load_champion(data_dir)

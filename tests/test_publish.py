@@ -55,7 +55,7 @@ def test_current_moves_only_when_published_and_old_runs_are_pruned(tmp_path):
         with pytest.raises(PublishError, match="incomplete"):
             publish_run(tmp_path, run_id)
         write_manifest(tmp_path, run_id, {"run_id": run_id})
-        publish_run(tmp_path, run_id, keep_runs=2)
+        publish_run(tmp_path, run_id, keep_runs=2, grace_s=0)
         runs.append(run_id)
         assert current_run(tmp_path) == run_id
     kept = sorted(p.name for p in (tmp_path / "tables").iterdir() if p.is_dir())

@@ -22,6 +22,7 @@ import polars as pl
 
 from fashionrec import schemas as S
 from fashionrec.catalog.base import Catalog, CatalogReport, check_missing
+from fashionrec.catalog.validate import validate_items
 from fashionrec.config import SPLITS, CatalogConfig
 from fashionrec.errors import CatalogError
 
@@ -248,6 +249,7 @@ def load_polyvore(
     del metadata
     image_dir = str(images) + os.sep
     items = items.with_columns((pl.lit(image_dir) + pl.col(S.ITEM_ID) + ".jpg").alias(S.IMAGE))
+    validate_items(items, root, str(root / "polyvore_item_metadata.json"))  # before any heavy work
     outfits = {
         name: read_outfits(split_dir / f"{name}.json")
         for name in ("train", "valid", "test")

@@ -1,0 +1,131 @@
+"""Bad catalogues stop a refresh with a clear error, before any heavy work (no image hashed,
+nothing embedded), naming the rows or values at fault."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from PIL import Image
+
+from fashionrec import schemas as S
+from fashionrec.backbones import encoder_key
+from fashionrec.catalog import filter_categories, load_catalog
+from fashionrec.catalog.validate import validate_items
+from fashionrec.compat import CompatibilityMLP, CompatModelInfo
+from fashionrec.config import EmbedConfig
+from fashionrec.embedding import store_dir
+from fashionrec.errors import CatalogError, ModelError
+from fashionrec.publish import current_run
+from fashionrec.refresh import run_refresh
+from tests.refresh.support import BACKBONE, refresh
+
+CATEGORIES = "11,top,tops\n27,jeans,bottoms\n41,sneakers,shoes\n55,hat,hats\n"
+
+
+def polyvore(root: Path, metadata: dict) -> Path:
+    """A tiny Polyvore-layout folder with these items (an image each where the id allows)."""
+    (root / "images").mkdir(parents=True)
+    (root / "nondisjoint").mkdir()
+    (root / "categories.csv").write_text(CATEGORIES)
+    (root / "polyvore_item_metadata.json").write_text(json.dumps(metadata))
+    outfit = [{"item_id": i, "index": n} for n, i in enumerate(metadata, start=1)]
+    (root / "nondisjoint" / "train.json").write_text(json.dumps([{"set_id": "1", "items": outfit}]))
+    for item_id in metadata:
+        if "/" not in item_id:
+            Image.new("RGB", (32, 32), (200, 10, 10)).save(root / "images" / f"{item_id}.jpg")
+    return root
+
+
+GOOD = {
+    "1": {"category_id": "11", "semantic_category": "tops"},
+    "2": {"category_id": "27", "semantic_category": "bottoms"},
+    "3": {"category_id": "41", "semantic_category": "shoes"},
+}
+
+
+def test_a_good_tiny_catalogue_loads(tmp_path):
+    assert load_catalog(polyvore(tmp_path / "c", GOOD)).items.height == 3
+
+
+def test_empty_category_names_the_items(tmp_path):
+    meta = {**GOOD, "4": {"category_id": "999", "semantic_category": ""}, "5": {"semantic_category": None}}
+    with pytest.raises(CatalogError, match=r"2 item\(s\) with an empty category: item ids '4', '5'"):
+        load_catalog(polyvore(tmp_path / "c", meta))
+
+
+def test_image_path_escaping_the_catalogue_folder(tmp_path):
+    meta = {**GOOD, "../../../etc/passwd": {"category_id": "11", "semantic_category": "tops"}}
+    root = polyvore(tmp_path / "c", meta)
+    with pytest.raises(CatalogError, match="point outside the catalogue folder") as err:
+        load_catalog(root)
+    assert "'../../../etc/passwd'" in str(err.value)
+
+
+def test_empty_catalogue(tmp_path):
+    with pytest.raises(CatalogError, match="holds no items"):
+        load_catalog(polyvore(tmp_path / "c", {}))
+
+
+def test_empty_after_filtering_names_the_categories(tmp_path):
+    meta = {str(i): {"category_id": "55", "semantic_category": "hats"} for i in range(3)}
+    cat = load_catalog(polyvore(tmp_path / "c", meta))
+    with pytest.raises(CatalogError, match=r"none of its 3 items maps to a group .*'hat'"):
+        filter_categories(cat)
+
+
+def _items(**columns) -> pl.DataFrame:
+    base = {S.ITEM_ID: ["a", "b", "c"], S.RAW_CATEGORY: ["top", "jeans", "boots"], S.IMAGE: ["a.jpg", "b.jpg", "c.jpg"]}
+    base.update(columns)
+    return pl.DataFrame({k: v for k, v in base.items() if v is not None})
+
+
+def test_duplicate_ids_name_ids_and_rows(tmp_path):
+    items = _items(**{S.ITEM_ID: ["a", "b", "a"]})
+    with pytest.raises(CatalogError, match=r"1 duplicate item id\(s\): 'a' at rows \[1, 3\]"):
+        validate_items(items, tmp_path, "shop.csv")
+
+
+def test_missing_columns_are_named(tmp_path):
+    with pytest.raises(CatalogError, match=r"shop.csv: missing column\(s\) image;"):
+        validate_items(_items(**{S.IMAGE: None}), tmp_path, "shop.csv")
+    with pytest.raises(CatalogError, match=r"missing column\(s\) raw_category \(or semantic_category\)"):
+        validate_items(_items(**{S.RAW_CATEGORY: None}), tmp_path, "shop.csv")
+
+
+def test_blank_ids_and_absolute_paths_elsewhere(tmp_path):
+    with pytest.raises(CatalogError, match=r"without an item id, rows 2"):
+        validate_items(_items(**{S.ITEM_ID: ["a", " ", "c"]}), tmp_path, "shop.csv")
+    with pytest.raises(CatalogError, match="'c' -> '/etc/hosts'"):
+        validate_items(_items(**{S.IMAGE: ["a.jpg", "sub/b.jpg", "/etc/hosts"]}), tmp_path, "shop.csv")
+    inside = str(tmp_path / "images" / "a.jpg")  # absolute but inside: fine
+    validate_items(_items(**{S.IMAGE: [inside, "sub/../b.jpg", "c.jpg"]}), tmp_path, "shop.csv")
+
+
+@pytest.mark.parametrize(
+    "info, message",
+    [
+        (CompatModelInfo("resnet50", encoder_key("resnet50"), 2048), "trained on resnet50 embeddings"),
+        (CompatModelInfo(BACKBONE, encoder_key(BACKBONE), 512), r"\(512-d\) but this run uses efficientnet_lite0 \(1280-d\)"),
+    ],
+)
+def test_a_model_of_another_backbone_or_size_is_refused_before_embedding(tmp_path, info, message):
+    root = polyvore(tmp_path / "c", GOOD)
+    data = tmp_path / "data"
+    with pytest.raises(ModelError, match=message):
+        run_refresh(root, data, CompatibilityMLP(info.embed_dim, 8), info, EmbedConfig(backbone=BACKBONE))
+    assert not store_dir(data, encoder_key(BACKBONE)).exists(), "nothing hashed or embedded"
+    assert current_run(data) is None
+
+
+def test_a_bad_catalogue_leaves_the_published_run_alone(workspace):
+    catalog, data, first = workspace
+    meta = json.loads((catalog / "polyvore_item_metadata.json").read_text())
+    some = sorted(meta)[0]
+    meta[some]["category_id"], meta[some]["semantic_category"] = "999", ""
+    (catalog / "polyvore_item_metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CatalogError, match=f"empty category: item ids '{some}'"):
+        refresh(catalog, data)
+    assert current_run(data) == first["run_id"]

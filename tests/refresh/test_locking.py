@@ -1,0 +1,114 @@
+"""One writer per data dir: a second refresh waits or exits naming the owner; a lock left by
+a dead process is taken over, by exactly one of several contenders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from fashionrec.errors import LockedError
+from fashionrec.locking import DataDirLock, lock_path, read_owner
+from fashionrec.publish import current_run
+from tests.refresh.support import child_env, python, refresh
+
+HOLD = """
+import sys, time
+from fashionrec.locking import DataDirLock
+lock = DataDirLock(sys.argv[1], purpose="test holder").acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+lock.release()
+"""
+
+
+def _holder(tmp_path, data, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([python(), "-c", HOLD, str(data), str(seconds)], env=child_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held", proc.stderr.read()
+    return proc
+
+
+def test_second_writer_exits_naming_the_owner(tmp_path):
+    data = tmp_path / "data"
+    proc = _holder(tmp_path, data, 60)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LockedError) as err:
+            DataDirLock(data, timeout_s=0.5, poll_s=0.1).acquire()
+        assert 0.4 < time.monotonic() - start < 10
+        msg = str(err.value)
+        assert f"pid {proc.pid} on host {socket.gethostname()}" in msg
+        assert "after waiting 0.5s" in msg and "test holder" in msg
+        assert err.value.owner.pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_second_writer_waits_for_the_first_to_finish(tmp_path):
+    data = tmp_path / "data"
+    proc = _holder(tmp_path, data, 1.0)
+    with DataDirLock(data, timeout_s=60, poll_s=0.05) as lock:
+        assert proc.poll() == 0, "got the lock only once the holder released it"
+        assert lock.taken_over is None, "a released lock is not stale"
+        assert read_owner(data).pid == os.getpid()
+    assert lock_path(data).read_text() == "", "released: the file names nobody"
+
+
+def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
+    data = tmp_path / "data"
+    proc = _holder(tmp_path, data, 60)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stale = read_owner(data)
+    assert stale.pid == proc.pid and stale.is_dead_here(), "the file still names the dead owner"
+    with DataDirLock(data, timeout_s=0) as lock:
+        assert lock.taken_over is not None and lock.taken_over.pid == proc.pid
+        owner = json.loads(lock_path(data).read_text())
+        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+
+
+def test_contenders_for_a_stale_lock_get_it_one_at_a_time(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lock_path(data).write_text(json.dumps({"pid": 999_999_999, "host": socket.gethostname()}))
+    holders, inside, overlaps = [], [0], []
+    barrier = threading.Barrier(8)
+    guard = threading.Lock()
+
+    def contend():
+        barrier.wait()
+        try:
+            lock = DataDirLock(data, timeout_s=0).acquire()
+        except LockedError:
+            return
+        with guard:
+            inside[0] += 1
+            overlaps.append(inside[0])
+            holders.append(lock)
+        time.sleep(0.2)
+        with guard:
+            inside[0] -= 1
+        lock.release()
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(holders) >= 1 and max(overlaps) == 1, "never two holders at once"
+
+
+def test_refresh_refuses_to_run_beside_another_writer(workspace):
+    catalog, data, first = workspace
+    with DataDirLock(data, purpose="another refresh"):
+        with pytest.raises(LockedError, match="another refresh holds the writer lock"):
+            refresh(catalog, data)
+    assert current_run(data) == first["run_id"]
