@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from prefect import unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
 
 from fashionrec.backbones import encoder_key
 from fashionrec.config import EmbedConfig
-from fashionrec.embedding import ItemVectors, ShardResult
+from fashionrec.embedding import ItemVectors, Shard, ShardResult
 from tasks.embedding import embed_shard, hash_images, load_item_vectors, plan_shards
+
+PROGRESS_KEY = "embedding-progress"
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,29 @@ def embed_items(items: pl.DataFrame, data_dir: str, config: EmbedConfig) -> Embe
     key = encoder_key(config.backbone)
     hashed = hash_images(items)
     shards = plan_shards(hashed, data_dir, config, key)
-    results = embed_shard.map(shards, unmapped(config)).result() if shards else []
+    results = _embed_shards(shards, config, hashed.height)
     vectors, missing = load_item_vectors(hashed, data_dir, key)
     planned = {item for s in shards for item in pl.read_parquet(s.items_path)["item_id"].to_list()}
     reused = vectors.items.filter(~pl.col("item_id").is_in(list(planned))).height
-    return EmbedOutcome(vectors, missing, hashed, list(results), reused)
+    return EmbedOutcome(vectors, missing, hashed, results, reused)
+
+
+def _embed_shards(shards: list[Shard], config: EmbedConfig, items: int) -> list[ShardResult]:
+    """Embed the shards (concurrently, up to the flow's task runner), reporting progress."""
+    total = sum(s.size for s in shards)
+    if not shards:
+        create_progress_artifact(100.0, key=PROGRESS_KEY, description=f"nothing to embed: all {items} images in the store")
+        return []
+    progress = create_progress_artifact(0.0, key=PROGRESS_KEY, description=f"embedding {total} images in {len(shards)} shards")
+    sizes = {s.shard_id: s.size for s in shards}
+    results: dict[str, ShardResult] = {}
+    done = 0
+    for future in as_completed(embed_shard.map(shards, unmapped(config))):
+        result = future.result()
+        results[result.shard_id] = result
+        done += sizes[result.shard_id]
+        update_progress_artifact(progress, 100.0 * done / total, description=f"{done} of {total} images embedded")
+    for shard in shards:  # a cached result whose part was deleted since: embed it again
+        if not Path(results[shard.shard_id].out_path).exists():
+            results[shard.shard_id] = embed_shard.with_options(refresh_cache=True)(shard, config)
+    return [results[s.shard_id] for s in shards]

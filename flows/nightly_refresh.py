@@ -10,13 +10,15 @@ import flows  # noqa: F401  (routes library logs to Prefect)
 import polars as pl
 import pyarrow as pa
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from fashionrec import schemas as S
 from fashionrec.backbones import embedding_dim
-from fashionrec.config import EmbedConfig, PublishConfig, TopKConfig
+from fashionrec.config import EmbedConfig, FlowRunConfig, PublishConfig, TopKConfig
 from fashionrec.embedding import read_rejects
 from fashionrec.publish import new_run_id
 from flows.embedding import embed_items
+from tasks.artifacts import diff_with_published, publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.tables import (
     compatible_topk,
@@ -29,7 +31,7 @@ from tasks.tables import (
 from tasks.training import load_champion
 
 
-@flow(name="nightly-refresh")
+@flow(name="nightly-refresh", task_runner=ThreadPoolTaskRunner(max_workers=FlowRunConfig.max_workers))
 def nightly_refresh(
     catalog: str,
     data_dir: str = "data",
@@ -77,6 +79,7 @@ def nightly_refresh(
     write_table(compatible, data_dir, run_id, S.COMPATIBLE_TABLE)
     write_table(run_items, data_dir, run_id, S.ITEMS_TABLE)
     write_table(rejects, data_dir, run_id, S.REJECTS_TABLE)
+    diff = diff_with_published(data_dir, vectors.items[S.ITEM_ID].to_list())
     lap("write")
 
     embedded_now = sum(r.embedded for r in embedded.shards)
@@ -97,6 +100,9 @@ def nightly_refresh(
         "items_published": vectors.items.height,
         "embedded_new": embedded_now,
         "reused": embedded.reused,
+        "previous_run": diff.previous_run,
+        "items_added": diff.added,
+        "items_removed": diff.removed,
         "rejects": rejects.num_rows,
         "images_per_second": round(embedded_now / embed_seconds, 2) if embed_seconds else None,
         "rows": {S.SIMILAR_TABLE: similar.num_rows, S.COMPATIBLE_TABLE: compatible.num_rows},
@@ -106,6 +112,7 @@ def nightly_refresh(
     publish_run(data_dir, run_id, keep_runs)
     lap("publish")
     manifest["seconds"] = stages
+    publish_refresh_artifacts(manifest, data_dir)
     logger.info(
         "published run %s: %d items, %d similar rows, %d compatible rows, %d rejects",
         run_id, vectors.items.height, similar.num_rows, compatible.num_rows, rejects.num_rows,
