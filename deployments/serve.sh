@@ -75,7 +75,7 @@ say "starting the Prefect server on $PREFECT_UI_URL"
 start prefect server start --host "$HOST" --port "$PORT"
 http_ok() {  # GET http://$HOST:$PORT$1 answers 200 (bash's /dev/tcp: no process to start)
     local status
-    exec 3<>"/dev/tcp/$HOST/$PORT" 2>/dev/null || return 1
+    { exec 3<>"/dev/tcp/$HOST/$PORT"; } 2>/dev/null || return 1
     printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" "$HOST" >&3
     read -r -t 5 _ status _ <&3 || status=
     exec 3<&- 3>&-

@@ -96,8 +96,8 @@ def served(tmp_path, mlflow_template):
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=30)
     try:
         yield api, proc, catalog, data
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-        proc.wait(timeout=90)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the foreground group
+        assert proc.wait(timeout=90) is not None
         left = _wait("every process to stop", lambda: not _pids_with_env(marker) or None, 30)
         assert left, "processes left behind after SIGINT"
     except BaseException:
@@ -106,7 +106,7 @@ def served(tmp_path, mlflow_template):
     finally:
         api.close()
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -119,21 +119,31 @@ def served(tmp_path, mlflow_template):
         log.close()
 
 
+def _call(api: httpx.Client, method: str, url: str, **kwargs) -> httpx.Response:
+    """One API call, retried while the server answers 503 (SQLite busy: a loaded machine)."""
+    for _ in range(15):
+        r = api.request(method, url, **kwargs)
+        if r.status_code not in (429, 503):
+            return r
+        time.sleep(2)
+    return r
+
+
 def _deployment(api: httpx.Client, flow: str) -> dict | None:
     try:
-        r = api.get(f"/deployments/name/{flow}/{flow}")
+        r = _call(api, "GET", f"/deployments/name/{flow}/{flow}")
     except httpx.TransportError:  # the server is not up yet
         return None
     return r.json() if r.status_code == 200 else None
 
 
 def _run(api: httpx.Client, deployment: dict, parameters: dict, proc, timeout: float) -> dict:
-    run = api.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters})
+    run = _call(api, "POST", f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters})
     assert run.status_code == 201, run.text
     run_id = run.json()["id"]
 
     def finished():
-        state = api.get(f"/flow_runs/{run_id}").json()
+        state = _call(api, "GET", f"/flow_runs/{run_id}").json()
         return state if state["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
     state = _wait(f"{deployment['name']} run {run_id}", finished, timeout, every=2, proc=proc)
@@ -146,7 +156,7 @@ def result_run_id(markdown: str) -> str:
 
 
 def _artifacts(api: httpx.Client, flow_run_id: str) -> dict[str, dict]:
-    found = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    found = _call(api, "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
     return {a["key"]: a for a in found if a["key"]}
 
 
@@ -162,7 +172,7 @@ def test_serve_deploys_runs_and_publishes_artifacts(served):
     }
     assert refresh_dep["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
     assert refresh_dep["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "fashionrec"
-    pool = api.get("/work_pools/fashionrec").json()
+    pool = _call(api, "GET", "/work_pools/fashionrec").json()
     assert pool["type"] == "process"
 
     # the schedule, as the server holds it: 02:00 in the configured time zone
@@ -201,12 +211,12 @@ def test_serve_deploys_runs_and_publishes_artifacts(served):
     assert len(re.findall(r"`\w+` \(\d\.\d{3}\)", examples)) >= 4 * 3, "suggested ids with scores"
 
     # library logs reached the flow-run logs of a worker's flow-run process
-    logs = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [refresh["id"]]}}, "limit": 200}).json()
+    logs = _call(api, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [refresh["id"]]}}, "limit": 200}).json()
     assert any(entry["name"].startswith("fashionrec") and "embedding plan" in entry["message"] for entry in logs)
 
     # the scheduler turned the cron into runs at 02:00 Paris time
     def scheduled():
-        runs = api.post("/flow_runs/filter", json={
+        runs = _call(api, "POST", "/flow_runs/filter", json={
             "flow_runs": {"deployment_id": {"any_": [refresh_dep["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}},
             "sort": "EXPECTED_START_TIME_ASC", "limit": 1,
         }).json()
