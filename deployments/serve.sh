@@ -81,10 +81,10 @@ http_ok() {  # GET http://$HOST:$PORT$1 answers 200 (bash's /dev/tcp: no process
     exec 3<&- 3>&-
     [ "$status" = 200 ]
 }
-for i in $(seq 1 240); do
+for i in $(seq 1 600); do
     if http_ok /api/health; then break; fi
     kill -0 "${PIDS[0]}" 2>/dev/null || { echo "the Prefect server exited; see its output above" >&2; exit 1; }
-    [ "$i" = 240 ] && { echo "the Prefect server did not answer in 120 s" >&2; exit 1; }
+    [ "$i" = 600 ] && { echo "the Prefect server did not answer in 5 minutes" >&2; exit 1; }
     sleep 0.5
 done
 
