@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= demo-data
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean serve
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/fashionrec demo --data $(DEMO_DATA)
+
+# Prefect server + UI on http://127.0.0.1:4200, work pool, deployments, worker (and the MLflow
+# UI on :5000), in the foreground; Ctrl-C stops them all. See "Operations" in the README.
+serve: $(STAMP)
+	FASHIONREC_BIN=$(abspath $(VENV))/bin deployments/serve.sh
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium (not root?): the gallery browser test will skip"

@@ -17,6 +17,7 @@ REGISTERED_MODEL_NAME = "fashion-compat"  # the MLflow registered model every tr
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 MLFLOW_EXPERIMENT = "fashionrec"
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` (and `make serve`) serve: run links point here
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class FlowRunConfig:
+    """How a flow run executes its tasks (read by the flow decorators in flows/)."""
+
+    max_workers: int = 2  # tasks (embedding shards) running at once in one flow run; torch threads inside each
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """What `make demo` runs: a small sample catalogue with training settings that learn on it."""
 
@@ -121,7 +129,9 @@ __all__ = [
     "DemoConfig",
     "EmbedConfig",
     "GalleryConfig",
+    "FlowRunConfig",
     "MLFLOW_EXPERIMENT",
+    "MLFLOW_UI_URL",
     "NEGATIVE_SAMPLERS",
     "PublishConfig",
     "REGISTERED_MODEL_NAME",

@@ -191,6 +191,12 @@ def list_models(data_dir: str | Path) -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name='{REGISTERED_MODEL_NAME}'")
     except Exception:
         return []
+    if not versions:
+        return []
+    # search_model_versions leaves ``aliases`` empty on the SQL store: read them from the model
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(REGISTERED_MODEL_NAME).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
     rows = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         run = client.get_run(mv.run_id) if mv.run_id else None
@@ -198,10 +204,21 @@ def list_models(data_dir: str | Path) -> list[dict[str, Any]]:
         rows.append(
             {
                 "version": str(mv.version),
-                "aliases": list(mv.aliases),
+                "aliases": sorted(set(mv.aliases) | set(aliases.get(str(mv.version), []))),
                 "run_id": mv.run_id,
                 "backbone": mv.tags.get("backbone", ""),
                 **{k: v for k, v in metrics.items() if k.startswith("valid_")},
             }
         )
     return rows
+
+
+def run_link(data_dir: str | Path, run_id: str, ui_url: str | None = None) -> str:
+    """The run's page in the MLflow UI (``mlflow ui`` on ``MLFLOW_UI_URL`` unless ``ui_url``)."""
+    import mlflow
+
+    from fashionrec.config import MLFLOW_UI_URL
+
+    configure(data_dir)
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    return f"{(ui_url or MLFLOW_UI_URL).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -10,14 +10,16 @@ import time
 
 import flows  # noqa: F401  (routes library logs to Prefect)
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from fashionrec import schemas as S
 from fashionrec.backbones import embedding_dim
-from fashionrec.config import EmbedConfig, PublishConfig, TopKConfig
+from fashionrec.config import EmbedConfig, FlowRunConfig, PublishConfig, TopKConfig
 from fashionrec.locking import DataDirLock
 from fashionrec.publish import new_run_id, run_dir
 from fashionrec.refresh import build_manifest, build_rejects, check_rejects, diff_items, previous_items
 from flows.embedding import embed_items
+from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.gallery import write_gallery
 from tasks.tables import (
@@ -30,7 +32,7 @@ from tasks.tables import (
 from tasks.training import load_champion
 
 
-@flow(name="nightly-refresh")
+@flow(name="nightly-refresh", task_runner=ThreadPoolTaskRunner(max_workers=FlowRunConfig.max_workers))
 def nightly_refresh(
     catalog: str,
     data_dir: str = "data",
@@ -100,6 +102,8 @@ def nightly_refresh(
         lap("write")
         publish_run(data_dir, run_id, keep_runs, retire_grace_s)
         lap("publish")
+        manifest["seconds"] = stages
+        publish_refresh_artifacts(manifest, data_dir)
         logger.info(
             "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "
             "%d rejects", run_id, run_items.height, changes.new, changes.removed, changes.changed,

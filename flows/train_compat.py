@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import flows  # noqa: F401  (routes library logs to Prefect)
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from fashionrec.config import (
     EmbedConfig,
+    FlowRunConfig,
     TrainConfig,
     TripletConfig,
     config_dict,
 )
 from flows.embedding import embed_items
+from tasks.artifacts import publish_training_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.training import build_triplets, evaluate_split, fit_compat, log_and_register
 
 
-@flow(name="train-compat")
+@flow(name="train-compat", task_runner=ThreadPoolTaskRunner(max_workers=FlowRunConfig.max_workers))
 def train_compat(
     catalog: str,
     data_dir: str = "data",
@@ -60,13 +63,15 @@ def train_compat(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",
         registered.version, registered.alias, valid.compat_auc, valid.fitb_accuracy,
     )
-    return {
+    result = {
         "mlflow_run_id": registered.run_id,
         "model_version": registered.version,
         "alias": registered.alias,
         **valid.to_dict(),
         "epoch_losses": fit.epoch_losses,
     }
+    publish_training_artifacts(result, data_dir)
+    return result
 
 
 __all__ = ["train_compat"]

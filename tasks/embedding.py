@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.retry import IO_RETRIES
 
@@ -21,7 +21,22 @@ def plan_shards(hashed: pl.DataFrame, data_dir: str, config: EmbedConfig, encode
     return lib.plan_shards(hashed, data_dir, config, encoder_key)
 
 
-@task(**IO_RETRIES, cache_policy=NO_CACHE, task_run_name="embed-shard-{shard.shard_id}")
+# Keyed on the shard (its id is the sha256 of its images' hashes, its paths name the store) and
+# the embedding config, plus this task's source. The store is the first line of reuse: a rerun
+# plans only images not embedded yet, so finished shards are not even planned. The cache catches
+# what planning cannot: a shard planned again with the same content (a second run racing on the
+# same data dir, a retried flow run) finishes as Cached without loading the CNN. Results persist
+# under PREFECT_HOME/storage (a ShardResult: a few numbers); flows/embedding.py refreshes a cached
+# result whose Parquet part has since been deleted.
+SHARD_CACHE_POLICY = INPUTS + TASK_SOURCE
+
+
+@task(
+    **IO_RETRIES,
+    cache_policy=SHARD_CACHE_POLICY,
+    persist_result=True,
+    task_run_name="embed-shard-{shard.shard_id}",
+)
 def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
     return lib.embed_shard(shard, config)
 
