@@ -97,6 +97,7 @@ def plan_shards(
     """
     root = store_dir(data_dir, encoder_key)
     (root / "plans").mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(root)
     done = embedded_hashes(data_dir, encoder_key)
     pending = hashed_items.filter(~pl.col(S.IMAGE_SHA256).is_in(list(done)))
     readable = (
@@ -262,6 +263,29 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
         shard.shard_id, len(ok), seconds, len(ok) / seconds if seconds else 0.0, len(reasons),
     )
     return ShardResult(shard.shard_id, str(out), len(ok), len(reasons), seconds)
+
+
+def remove_dead_temporaries(root: Path) -> list[Path]:
+    """Delete the half-written ``.<name>.<pid>.tmp`` files of processes that died (SIGKILL,
+    power loss) in ``root`` and ``root/rejects``; a live process's temporaries are left alone."""
+    removed = []
+    for tmp in [*root.glob(".*.tmp"), *root.glob("rejects/.*.tmp")]:
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or another user's): not ours to delete
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary files left by dead processes in %s", len(removed), root)
+    return removed
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

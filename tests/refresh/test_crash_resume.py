@@ -83,7 +83,22 @@ def test_sigkill_during_embedding_then_rerun_resumes_and_matches_a_clean_run(tmp
         path = store / name
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == stamp, f"{name} was rewritten"
     assert current_run(data) == rerun["run_id"]
+    assert not list(store.glob(".*.tmp")), "no half-written part of the killed child is left"
     _assert_same_tables(tmp_path / "clean", clean["run_id"], data, rerun["run_id"])
+
+
+def test_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    from fashionrec.embedding import remove_dead_temporaries
+
+    dead = subprocess.Popen([python(), "-c", "pass"])
+    dead.wait()
+    (tmp_path / "rejects").mkdir()
+    gone = [tmp_path / f".part-abc.parquet.{dead.pid}.tmp", tmp_path / "rejects" / f".rejects-abc.parquet.{dead.pid}.tmp"]
+    kept = tmp_path / f".part-def.parquet.{os.getpid()}.tmp"
+    for p in [*gone, kept]:
+        p.write_bytes(b"PAR1")
+    assert sorted(remove_dead_temporaries(tmp_path)) == sorted(gone)
+    assert kept.exists()
 
 
 def test_sigkill_while_writing_tables_publishes_nothing_and_the_rerun_cleans_up(tmp_path, workspace):

@@ -24,7 +24,9 @@ from fashionrec.locking import DataDirLock
 lock = DataDirLock(sys.argv[1], purpose="test holder").acquire()
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
+before = time.time()
 lock.release()
+print("released", before, flush=True)  # the time just before releasing
 """
 
 
@@ -56,9 +58,12 @@ def test_second_writer_waits_for_the_first_to_finish(tmp_path):
     data = tmp_path / "data"
     proc = _holder(tmp_path, data, 1.0)
     with DataDirLock(data, timeout_s=60, poll_s=0.05) as lock:
-        assert proc.poll() == 0, "got the lock only once the holder released it"
+        got_it = time.time()
         assert lock.taken_over is None, "a released lock is not stale"
         assert read_owner(data).pid == os.getpid()
+    word, released = proc.stdout.readline().split()
+    assert word == "released" and float(released) <= got_it, "got the lock only once the holder released it"
+    assert proc.wait(timeout=60) == 0
     assert lock_path(data).read_text() == "", "released: the file names nobody"
 
 
