@@ -34,6 +34,7 @@ import polars as pl
 
 from fashionrec import schemas as S
 from fashionrec.catalog.base import Catalog, CatalogReport, RowProblem, check_missing, existing_files
+from fashionrec.catalog.validate import validate_items
 from fashionrec.categories import GroupMapping, default_mapping, mapping_from_dict
 from fashionrec.config import CatalogConfig
 from fashionrec.errors import CatalogError
@@ -326,6 +327,7 @@ def load_shop_catalog(path: str | Path, config: CatalogConfig = CatalogConfig())
         pl.lit(None, dtype=pl.String).alias(S.SEMANTIC_CATEGORY),
         pl.col(S.IMAGE),
     )
+    validate_items(items, None, str(spec.table_path))  # ids, categories; paths were checked above
     ok = existing_files(items[S.IMAGE].to_list())
     no_image = [i for i, present in zip(items[S.ITEM_ID].to_list(), ok) if not present]
     n_img, img_sample = check_missing(
