@@ -10,6 +10,7 @@ from prefect import unmapped
 from fashionrec.backbones import encoder_key
 from fashionrec.config import EmbedConfig
 from fashionrec.embedding import ItemVectors, ShardResult
+from flows.runners import gpu_placement
 from tasks.embedding import embed_shard, hash_images, load_item_vectors, plan_shards
 
 
@@ -26,7 +27,9 @@ def embed_items(items: pl.DataFrame, data_dir: str, config: EmbedConfig) -> Embe
     key = encoder_key(config.backbone)
     hashed = hash_images(items)
     shards = plan_shards(hashed, data_dir, config, key)
-    results = embed_shard.map(shards, unmapped(config)).result() if shards else []
+    with gpu_placement():
+        futures = embed_shard.map(shards, unmapped(config)) if shards else []
+    results = [f.result() for f in futures]
     vectors, missing = load_item_vectors(hashed, data_dir, key)
     planned = {item for s in shards for item in pl.read_parquet(s.items_path)["item_id"].to_list()}
     reused = vectors.items.filter(~pl.col("item_id").is_in(list(planned))).height
