@@ -40,9 +40,10 @@ def cmd_sample_catalog(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _prepare_prefect()
+    from flows.runners import with_runner
     from flows.train_compat import train_compat
 
-    result = train_compat(
+    result = with_runner(train_compat, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=args.backbone, split=args.split,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, negatives=args.negatives,
         seed=args.seed,
@@ -51,6 +52,12 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"model version {result['model_version']} (@{result['alias']}): valid AUC "
           f"{result['compat_auc']:.3f}, FITB {result['fitb_accuracy']:.3f}")
     return 0
+
+
+def _runner_config(args: argparse.Namespace):
+    from flows.runners import RunnerConfig
+
+    return RunnerConfig(runner=args.runner, workers=args.workers, dask_address=args.dask_address)
 
 
 def _champion_backbone(data_dir: str) -> str | None:
@@ -65,9 +72,10 @@ def _champion_backbone(data_dir: str) -> str | None:
 def cmd_refresh(args: argparse.Namespace) -> int:
     _prepare_prefect()
     from flows.nightly_refresh import nightly_refresh
+    from flows.runners import with_runner
 
     backbone = args.backbone or _champion_backbone(str(args.data)) or EmbedConfig.backbone
-    manifest = nightly_refresh(
+    manifest = with_runner(nightly_refresh, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k, split=args.split,
         max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout,
     )
@@ -187,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "image CNN (default: the champion model's backbone, else resnet50)")
         sp.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data dir (default: %(default)s)")
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
+        sp.add_argument("--runner", choices=("threads", "dask"), default="threads",
+                        help="where embedding shards run: threads here, or a Dask cluster")
+        sp.add_argument("--workers", type=int, default=None,
+                        help="threads, or Dask worker processes of a new local cluster")
+        sp.add_argument("--dask-address", default=None,
+                        help="an existing Dask scheduler, e.g. tcp://host:8786 (with --runner dask)")
 
     t = sub.add_parser("train", help="train the compatibility model and register it in MLflow")
     catalog_args(t, EmbedConfig.backbone)

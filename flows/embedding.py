@@ -12,6 +12,7 @@ from prefect.futures import as_completed
 from fashionrec.backbones import encoder_key
 from fashionrec.config import EmbedConfig
 from fashionrec.embedding import EmbedOutcome, Shard, ShardResult
+from flows.runners import gpu_placement
 from tasks.embedding import embed_shard, hash_images, plan_shards, summarize_embedding
 
 __all__ = ["EmbedOutcome", "embed_items"]
@@ -37,7 +38,9 @@ def _embed_shards(shards: list[Shard], config: EmbedConfig, items: int) -> list[
     sizes = {s.shard_id: s.size for s in shards}
     results: dict[str, ShardResult] = {}
     done = 0
-    for future in as_completed(embed_shard.map(shards, unmapped(config))):
+    with gpu_placement():  # on a Dask cluster with GPU workers: shards go to them
+        futures = embed_shard.map(shards, unmapped(config))
+    for future in as_completed(futures):
         result = future.result()
         results[result.shard_id] = result
         done += sizes[result.shard_id]

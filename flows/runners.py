@@ -1,0 +1,89 @@
+"""Task runners the flows can run on: threads in this process (default) or a Dask cluster.
+
+Only the mapped embedding shards go through the task runner (``.map``); everything sent to a
+Dask worker is a ``Shard`` (paths and a small config), never tensors or tables. Each worker
+process loads the backbone once (``fashionrec.backbones.get_encoder`` caches it per process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from fashionrec.config import FlowRunConfig
+from fashionrec.errors import ConfigError
+
+RUNNERS = ("threads", "dask")
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    runner: str = "threads"  # "threads" (this process) or "dask"
+    workers: int | None = None  # threads, or Dask worker processes of a new LocalCluster
+    dask_address: str | None = None  # connect to an existing scheduler (tcp://host:8786)
+
+    def __post_init__(self) -> None:
+        if self.runner not in RUNNERS:
+            raise ConfigError(f"unknown runner {self.runner!r}; choose one of: {', '.join(RUNNERS)}")
+        if self.dask_address and self.runner != "dask":
+            raise ConfigError("--dask-address needs --runner dask")
+
+
+def make_task_runner(config: RunnerConfig):
+    """The Prefect task runner for ``config``."""
+    if config.runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=config.workers or FlowRunConfig.max_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise ConfigError("--runner dask needs the package prefect-dask: pip install prefect-dask") from exc
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": config.workers or 2,
+            "threads_per_worker": 1,  # one shard at a time per process; torch uses the core
+            "processes": True,
+            "dashboard_address": None,
+            "resources": _local_gpu_resources(),
+        }
+    )
+
+
+def _local_gpu_resources() -> dict[str, float] | None:
+    import torch
+
+    return {"GPU": 1} if torch.cuda.is_available() else None
+
+
+def _dask_cluster_has_gpus() -> bool:
+    """True when this flow runs on a Dask cluster whose workers advertise a GPU resource."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    client = getattr(getattr(ctx, "task_runner", None), "_client", None)
+    if client is None:
+        return False
+    workers = client.scheduler_info().get("workers", {})
+    return any(w.get("resources", {}).get("GPU") for w in workers.values())
+
+
+@contextlib.contextmanager
+def gpu_placement() -> Iterator[None]:
+    """On a Dask cluster with GPU workers, place the enclosed tasks on them (one shard per
+    GPU at a time); elsewhere, do nothing."""
+    if not _dask_cluster_has_gpus():
+        yield
+        return
+    import dask
+
+    with dask.annotate(resources={"GPU": 1}):
+        yield
+
+
+def with_runner(flow_fn, config: RunnerConfig):
+    """``flow_fn`` set to run its mapped tasks on the runner of ``config``."""
+    return flow_fn.with_options(task_runner=make_task_runner(config))
