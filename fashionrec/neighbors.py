@@ -35,8 +35,10 @@ def blocked_topk(
     """Top-k candidate indices and scores for every query row, by blocks of queries.
 
     ``score_block(q_block, candidates)`` defaults to the dot product (cosine for L2-normalised
-    rows). With ``exclude_self`` query i is the same item as candidate i and never its own
-    neighbour. Ties break towards the lower candidate index (deterministic).
+    rows), written into one reused block_size x N buffer. With ``exclude_self`` query i is the
+    same item as candidate i and never its own neighbour. Rows are ordered by score, ties by
+    the lower candidate index, and a tie at the k-th place keeps the lower indices: the result
+    is exactly a stable sort of the full row, cut at k.
     """
     n_q, n_c = queries.shape[0], candidates.shape[0]
     k_eff = min(k, n_c - (1 if exclude_self else 0))
@@ -44,18 +46,42 @@ def blocked_topk(
     val_out = np.empty((n_q, max(k_eff, 0)), dtype=np.float32)
     if k_eff <= 0 or n_q == 0:
         return idx_out, val_out
-    score_block = score_block or (lambda q, c: q @ c.T)
+    buf: torch.Tensor | None = None
     with torch.inference_mode():
+        cand_t = candidates.T
         for s in range(0, n_q, block_size):
-            block = score_block(queries[s : s + block_size], candidates)
+            q = queries[s : s + block_size]
+            if score_block is None:
+                if buf is None or buf.shape[0] != q.shape[0]:
+                    buf = torch.empty((q.shape[0], n_c), dtype=q.dtype, device=q.device)
+                block = torch.matmul(q, cand_t, out=buf)
+            else:
+                block = score_block(q, candidates)
             if exclude_self:
-                rows = torch.arange(block.shape[0])
+                rows = torch.arange(block.shape[0], device=block.device)
                 block[rows, rows + s] = float("-inf")
-            # topk on float ties is not ordered by index; sort (score desc, index asc) stably
-            vals, idx = torch.topk(block, k_eff, dim=1, sorted=True)
+            vals, idx = topk_stable(block, k_eff)
             idx_out[s : s + block_size] = idx.cpu().numpy()
             val_out[s : s + block_size] = vals.cpu().numpy()
     return idx_out, val_out
+
+
+def topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk`` with deterministic ties: (score desc, index asc), as a stable sort gives.
+
+    topk alone may keep any of several equal scores at the k-th place and orders equal scores
+    arbitrarily; rows where a tie crosses the cut are redone with a stable sort (rare on real
+    vectors, so it costs one comparison pass over the block).
+    """
+    vals, idx = torch.topk(block, k, dim=1, sorted=True)
+    crossing = ((block >= vals[:, -1:]).sum(dim=1) > k).nonzero().flatten()
+    if crossing.numel():
+        v, i = torch.sort(block[crossing], dim=1, descending=True, stable=True)
+        vals[crossing], idx[crossing] = v[:, :k], i[:, :k]
+    order = torch.argsort(idx, dim=1)  # index asc, then a stable sort by score desc
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return vals.gather(1, order), idx.gather(1, order)
 
 
 def _group_rows(items: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -104,9 +130,9 @@ def compatible_topk(
             if other == group:
                 continue
             c = pb_all[torch.from_numpy(cand_rows)]
-            idx, val = blocked_topk(
-                q, c, config.k, config.block_size, score_block=scorer.scores
-            )
+            # ranked by logit (sigmoid saturates to 1.0 and would tie confident pairs)
+            idx, logit = blocked_topk(q, c, config.k, config.block_size, score_block=scorer.logits)
+            val = torch.sigmoid(torch.from_numpy(logit)).numpy()
             k = idx.shape[1]
             frames.append(
                 pa.table(
