@@ -22,5 +22,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# `make bench`: naive vs ours side by side (benchmarks/run.py); faiss-cpu comes with the bench extra.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	PYTHONPATH=. $(PY) benchmarks/run.py
+
 clean:
 	rm -rf $(DEMO_DATA) .pytest_cache
