@@ -81,14 +81,12 @@ def self_topk(x: torch.Tensor, k: int, block_size: int = 1024) -> tuple[np.ndarr
         return np.empty((n, max(k_eff, 0)), np.int64), np.empty((n, max(k_eff, 0)), np.float32)
     best_v = torch.full((n, k_eff), float("-inf"), dtype=torch.float32, device=x.device)
     best_i = torch.full((n, k_eff), n, dtype=torch.long, device=x.device)  # n: after every real index
-    buf: torch.Tensor | None = None
+    flat = torch.empty(min(block_size, n) * n, dtype=x.dtype, device=x.device)  # reused by every tile
     with torch.inference_mode():
         for s in range(0, n, block_size):
             e = min(n, s + block_size)
-            rest = x[s:]
-            if buf is None or buf.shape != (e - s, n - s):
-                buf = torch.empty((e - s, n - s), dtype=x.dtype, device=x.device)
-            tile = torch.matmul(x[s:e], rest.T, out=buf)  # rows s..e against columns s..n
+            buf = flat[: (e - s) * (n - s)].view(e - s, n - s)
+            tile = torch.matmul(x[s:e], x[s:].T, out=buf)  # rows s..e against columns s..n
             diag = torch.arange(e - s, device=x.device)
             tile[diag, diag] = float("-inf")
             v, i = topk_stable(tile, min(k_eff, tile.shape[1]))
