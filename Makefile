@@ -28,5 +28,14 @@ test: $(STAMP)
 	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium (not root?): the gallery browser test will skip"
 	$(PY) -m pytest
 
+# `make bench`: naive vs ours side by side (benchmarks/run.py); faiss-cpu comes with the bench extra.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	PYTHONPATH=. $(PY) benchmarks/run.py
+
 clean:
 	rm -rf $(DEMO_DATA) .pytest_cache

@@ -28,6 +28,11 @@ class EmbedConfig:
     num_workers: int = 0  # DataLoader decoding processes (0 = decode in the calling process)
     image_size: int = 224  # centre-crop size fed to the CNN
     resize_size: int = 256  # shorter side before the centre crop (torchvision's eval preset)
+    # "auto": bf16 autocast on CPUs with native bf16 and fp16 on CUDA, each kept only if it
+    # passes the accuracy check (cosine >= 0.99, top-10 overlap >= 0.9) on the first batch, else
+    # fp32; "fp32" never lowers precision; "bf16"/"fp16" try that dtype (still checked)
+    precision: str = "auto"
+    device: str = "auto"  # "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:N"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -65,6 +70,8 @@ class TrainConfig:
     hidden_dim: int = 512  # the design's hidden layer
     weight_decay: float = 0.0  # Adam weight decay (the design uses none)
     seed: int = 0  # weight init and batch order
+    device: str = "auto"  # "auto" = CUDA when available, else CPU; embeddings live there whole
+    bf16_autocast: bool = False  # bf16 autocast of forward/backward (fp32 weights): for CUDA or CPUs with native bf16
 
 
 @dataclass(frozen=True)

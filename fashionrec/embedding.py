@@ -8,6 +8,7 @@ renamed, so a finished shard is durable on its own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ from fashionrec.backbones import Encoder, get_encoder
 from fashionrec.backbones import encoder_key as encoder_key_of
 from fashionrec.config import EmbedConfig
 from fashionrec.images import ImageRejected, load_image, sha256_file
+from fashionrec.precision import choose_autocast, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -190,24 +192,46 @@ def _collate(batch):
 def encode_images(
     paths: list[str], encoder: Encoder, config: EmbedConfig
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    """Embed ``paths``; return {position: L2-normalised vector} and {position: reject reason}."""
-    dataset = _ImageDataset(paths, encoder.preset.transform(), encoder.preset.resize_size)
+    """Embed ``paths``; return {position: L2-normalised vector} and {position: reject reason}.
+
+    Worker processes (``config.num_workers``) decode, JPEG draft mode shrinks large sources
+    while decoding, and batches of uint8 crops travel to the device (pinned, non-blocking on
+    CUDA) where they are normalised and run channels_last under ``inference_mode``, in the
+    low precision ``config.precision`` allows once it passes the accuracy check.
+    """
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    model = encoder.model.to(device)
+    preset = encoder.preset
+    dataset = _ImageDataset(paths, preset.crop_transform(), preset.resize_size)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         collate_fn=_collate,
+        pin_memory=cuda,
         persistent_workers=False,
     )
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(preset.normalize(x).contiguous(memory_format=torch.channels_last))
+
     vectors: dict[int, np.ndarray] = {}
     rejects: dict[int, str] = {}
+    dtype: torch.dtype | None = None
+    checked = False
     with torch.inference_mode():
         for idx, x, bad in loader:
             rejects.update(dict(bad))
             if x is None:
                 continue
-            out = encoder.model(x.contiguous(memory_format=torch.channels_last))
-            out = torch.nn.functional.normalize(out.float(), dim=1).numpy()
+            x = x.to(device, non_blocking=cuda)
+            if not checked:  # first batch: is low precision good enough on these images?
+                dtype, _ = choose_autocast(forward, x, device, config.precision, encoder.key)
+                checked = True
+            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                out = forward(x)
+            out = torch.nn.functional.normalize(out.float(), dim=1).cpu().numpy()
             for j, i in enumerate(idx):
                 vectors[i] = out[j]
     return vectors, rejects

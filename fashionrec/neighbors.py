@@ -35,8 +35,10 @@ def blocked_topk(
     """Top-k candidate indices and scores for every query row, by blocks of queries.
 
     ``score_block(q_block, candidates)`` defaults to the dot product (cosine for L2-normalised
-    rows). With ``exclude_self`` query i is the same item as candidate i and never its own
-    neighbour. Ties break towards the lower candidate index (deterministic).
+    rows), written into one reused block_size x N buffer. With ``exclude_self`` query i is the
+    same item as candidate i and never its own neighbour. Rows are ordered by score, ties by
+    the lower candidate index, and a tie at the k-th place keeps the lower indices: the result
+    is exactly a stable sort of the full row, cut at k.
     """
     n_q, n_c = queries.shape[0], candidates.shape[0]
     k_eff = min(k, n_c - (1 if exclude_self else 0))
@@ -44,18 +46,84 @@ def blocked_topk(
     val_out = np.empty((n_q, max(k_eff, 0)), dtype=np.float32)
     if k_eff <= 0 or n_q == 0:
         return idx_out, val_out
-    score_block = score_block or (lambda q, c: q @ c.T)
+    buf: torch.Tensor | None = None
     with torch.inference_mode():
+        cand_t = candidates.T
         for s in range(0, n_q, block_size):
-            block = score_block(queries[s : s + block_size], candidates)
+            q = queries[s : s + block_size]
+            if score_block is None:
+                if buf is None or buf.shape[0] != q.shape[0]:
+                    buf = torch.empty((q.shape[0], n_c), dtype=q.dtype, device=q.device)
+                block = torch.matmul(q, cand_t, out=buf)
+            else:
+                block = score_block(q, candidates)
             if exclude_self:
-                rows = torch.arange(block.shape[0])
+                rows = torch.arange(block.shape[0], device=block.device)
                 block[rows, rows + s] = float("-inf")
-            # topk on float ties is not ordered by index; sort (score desc, index asc) stably
-            vals, idx = torch.topk(block, k_eff, dim=1, sorted=True)
+            vals, idx = topk_stable(block, k_eff)
             idx_out[s : s + block_size] = idx.cpu().numpy()
             val_out[s : s + block_size] = vals.cpu().numpy()
     return idx_out, val_out
+
+
+def self_topk(x: torch.Tensor, k: int, block_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k neighbours of every row of ``x`` among the other rows (dot product), using the
+    symmetry of ``x @ x.T``: each tile of the upper triangle is computed once and serves both
+    its rows and its columns, so this costs half of ``blocked_topk(x, x, exclude_self=True)``.
+
+    Same result as ``blocked_topk(x, x, k, exclude_self=True)``: score descending, ties by the
+    lower index, exactly a stable sort of each row cut at k. Memory: block_size x N scores plus
+    N x 2k running results.
+    """
+    n = x.shape[0]
+    k_eff = min(k, n - 1)
+    if k_eff <= 0:
+        return np.empty((n, max(k_eff, 0)), np.int64), np.empty((n, max(k_eff, 0)), np.float32)
+    best_v = torch.full((n, k_eff), float("-inf"), dtype=torch.float32, device=x.device)
+    best_i = torch.full((n, k_eff), n, dtype=torch.long, device=x.device)  # n: after every real index
+    flat = torch.empty(min(block_size, n) * n, dtype=x.dtype, device=x.device)  # reused by every tile
+    with torch.inference_mode():
+        for s in range(0, n, block_size):
+            e = min(n, s + block_size)
+            buf = flat[: (e - s) * (n - s)].view(e - s, n - s)
+            tile = torch.matmul(x[s:e], x[s:].T, out=buf)  # rows s..e against columns s..n
+            diag = torch.arange(e - s, device=x.device)
+            tile[diag, diag] = float("-inf")
+            v, i = topk_stable(tile, min(k_eff, tile.shape[1]))
+            best_v[s:e], best_i[s:e] = _merge(best_v[s:e], best_i[s:e], v, i + s, k_eff)
+            if e < n:  # the columns after this block get these rows as candidates
+                cols = tile[:, e - s :].T.contiguous()
+                kk = min(k_eff, cols.shape[1])
+                v, i = topk_stable(cols, kk)
+                best_v[e:], best_i[e:] = _merge(best_v[e:], best_i[e:], v, i + s, k_eff)
+    return best_i.cpu().numpy(), best_v.cpu().numpy()
+
+
+def _merge(v1: torch.Tensor, i1: torch.Tensor, v2: torch.Tensor, i2: torch.Tensor, k: int):
+    """The k best of two candidate lists per row, by (score desc, index asc)."""
+    v, i = torch.cat([v1, v2], dim=1), torch.cat([i1, i2], dim=1)
+    order = torch.argsort(i, dim=1)
+    v, i = v.gather(1, order), i.gather(1, order)
+    order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
+    return v.gather(1, order), i.gather(1, order)
+
+
+def topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk`` with deterministic ties: (score desc, index asc), as a stable sort gives.
+
+    topk alone may keep any of several equal scores at the k-th place and orders equal scores
+    arbitrarily; rows where a tie crosses the cut are redone with a stable sort (rare on real
+    vectors, so it costs one comparison pass over the block).
+    """
+    vals, idx = torch.topk(block, k, dim=1, sorted=True)
+    crossing = ((block >= vals[:, -1:]).sum(dim=1) > k).nonzero().flatten()
+    if crossing.numel():
+        v, i = torch.sort(block[crossing], dim=1, descending=True, stable=True)
+        vals[crossing], idx[crossing] = v[:, :k], i[:, :k]
+    order = torch.argsort(idx, dim=1)  # index asc, then a stable sort by score desc
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return vals.gather(1, order), idx.gather(1, order)
 
 
 def _group_rows(items: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -70,7 +138,7 @@ def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.
     frames = []
     for group, rows in _group_rows(vectors.items).items():
         xg = x[torch.from_numpy(rows)]
-        idx, val = blocked_topk(xg, xg, config.k, config.block_size, exclude_self=True)
+        idx, val = self_topk(xg, config.k, config.block_size)
         k = idx.shape[1]
         frames.append(
             pa.table(
@@ -104,9 +172,9 @@ def compatible_topk(
             if other == group:
                 continue
             c = pb_all[torch.from_numpy(cand_rows)]
-            idx, val = blocked_topk(
-                q, c, config.k, config.block_size, score_block=scorer.scores
-            )
+            # ranked by logit (sigmoid saturates to 1.0 and would tie confident pairs)
+            idx, logit = blocked_topk(q, c, config.k, config.block_size, score_block=scorer.logits)
+            val = torch.sigmoid(torch.from_numpy(logit)).numpy()
             k = idx.shape[1]
             frames.append(
                 pa.table(

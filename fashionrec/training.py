@@ -6,6 +6,7 @@ the design's loop (Adam, BCE, batches of 1024 pairs) without a per-item Dataset 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from fashionrec.config import TrainConfig
 from fashionrec.embedding import ItemVectors
 from fashionrec.errors import CatalogError, ModelError
 from fashionrec.metrics import EvalResult, evaluate_compatibility
+from fashionrec.precision import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -65,40 +67,72 @@ def fit_compat(
     """Train a CompatibilityMLP on the triplets' pairs (the design's loop, batched by index)."""
     if vectors.vectors.shape[0] == 0:
         raise ModelError("no item has a vector: embed the catalogue before training")
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
     first, second, labels, dropped = pair_indices(triplets, vectors.index_of())
     if len(labels) == 0:
         raise CatalogError("no training pairs: the outfits hold no two filtered items with vectors")
-    x = torch.from_numpy(vectors.vectors)
-    ia, ib, y = torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy(labels)
-    dim = x.shape[1]
+    torch.manual_seed(config.seed)
+    dim = vectors.vectors.shape[1]
     model = CompatibilityMLP(dim, config.hidden_dim)
+    start = time.perf_counter()
+    losses = train_pairs(model, vectors.vectors, first, second, labels, config, on_epoch)
+    info = CompatModelInfo(backbone=backbone, encoder_key=vectors.encoder_key, embed_dim=dim,
+                           hidden_dim=config.hidden_dim)
+    return FitResult(model, info, losses, len(labels), dropped, time.perf_counter() - start)
+
+
+def batch_orders(n_pairs: int, config: TrainConfig) -> list[torch.Tensor]:
+    """The shuffled pair order of each epoch (seeded by ``config.seed``)."""
+    gen = torch.Generator().manual_seed(config.seed)
+    return [torch.randperm(n_pairs, generator=gen) for _ in range(config.epochs)]
+
+
+def train_pairs(
+    model: CompatibilityMLP,
+    vectors: np.ndarray | torch.Tensor,
+    first: np.ndarray,
+    second: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Adam + BCE over the pairs (vectors[first[i]], vectors[second[i]]) -> labels[i].
+
+    The vectors live in one tensor on the training device and the pairs are index tensors
+    there too: a batch is two gathers, with no per-pair Python and no host-device copy. Returns
+    the mean loss of each epoch; the model ends in eval mode on the CPU.
+    """
+    device = resolve_device(config.device)
+    x = torch.as_tensor(vectors, dtype=torch.float32).to(device)
+    ia = torch.as_tensor(first, dtype=torch.long).to(device)
+    ib = torch.as_tensor(second, dtype=torch.long).to(device)
+    y = torch.as_tensor(labels, dtype=torch.float32).to(device)
+    model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()  # BCE on the sigmoid output, computed stably
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(y), generator=gen)
-        total, batches = 0.0, 0
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16_autocast else contextlib.nullcontext()
+    )
+    losses: list[float] = []
+    for epoch, order in enumerate(batch_orders(len(y), config)):
+        order = order.to(device)
+        total = torch.zeros((), device=device)  # summed on the device: no sync per batch
+        batches = 0
         for s in range(0, len(order), config.batch_size):
             b = order[s : s + config.batch_size]
-            logits = model.logits(x[ia[b]], x[ib[b]]).squeeze(1)
-            loss = loss_fn(logits, y[b])
+            with autocast:
+                logits = model.logits(x[ia[b]], x[ib[b]]).squeeze(1)
+            loss = loss_fn(logits.float(), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item()
+            total += loss.detach()
             batches += 1
-        losses.append(total / max(batches, 1))
+        losses.append(float(total) / max(batches, 1))
         log.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1])
         if on_epoch:
             on_epoch(epoch, losses[-1])
-    model.eval()
-    info = CompatModelInfo(backbone=backbone, encoder_key=vectors.encoder_key, embed_dim=dim,
-                           hidden_dim=config.hidden_dim)
-    return FitResult(model, info, losses, len(y), dropped, time.perf_counter() - start)
+    model.eval().to("cpu")
+    return losses
 
 
 def make_pair_scorer(model: CompatibilityMLP, vectors: np.ndarray):
