@@ -11,6 +11,7 @@ from typing import Any
 
 BACKBONES = ("resnet50", "efficientnet_lite0", "resnet50_random")  # the last: tests only
 NEGATIVE_SAMPLERS = ("random", "same_group")
+MODEL_KINDS = ("mlp", "type_aware")  # the design's MLP; type-aware embeddings (Vasileva et al.)
 SPLITS = ("nondisjoint", "disjoint")
 
 REGISTERED_MODEL_NAME = "fashion-compat"  # the MLflow registered model every training run feeds
@@ -58,6 +59,21 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TypeAwareConfig:
+    """The type-aware model's own settings (epochs, lr, batch size, seed: TrainConfig's)."""
+
+    space_dim: int = 64  # general embedding and pair-space size (Vasileva et al. use 64)
+    space: str = "projection"  # per pair of groups: "projection" (a matrix) or "mask" (a diagonal)
+    margin: float = 0.2  # triplet margin on squared distances of unit vectors (range 0..4)
+
+
+def default_negatives(model: str) -> str:
+    """The negative sampler a model kind trains with unless told otherwise: type-aware spaces
+    compare a positive and a negative of the same group."""
+    return "same_group" if model == "type_aware" else TripletConfig.negatives
+
+
+@dataclass(frozen=True)
 class TopKConfig:
     k: int = 10  # neighbours kept per item (and per other group for compatible items)
     block_size: int = 1024  # query rows scored at once: memory is block_size x N floats
@@ -97,6 +113,7 @@ __all__ = [
     "DemoConfig",
     "EmbedConfig",
     "MLFLOW_EXPERIMENT",
+    "MODEL_KINDS",
     "NEGATIVE_SAMPLERS",
     "PublishConfig",
     "REGISTERED_MODEL_NAME",
@@ -104,6 +121,8 @@ __all__ = [
     "TopKConfig",
     "TrainConfig",
     "TripletConfig",
+    "TypeAwareConfig",
+    "default_negatives",
     "config_dict",
     "field",
 ]

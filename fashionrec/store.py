@@ -16,7 +16,6 @@ import torch
 
 from fashionrec import schemas as S
 from fashionrec.categories import GROUPS
-from fashionrec.compat import DecomposedScorer
 from fashionrec.embedding import load_item_vectors
 from fashionrec.errors import PublishError, UnknownItemError
 from fashionrec.publish import current_run, read_manifest, run_dir
@@ -83,22 +82,21 @@ class RecommendationStore:
     # --- multi-item query --------------------------------------------------------------------
     def _load_scorer(self):
         if self._scorer is None:
+            from fashionrec.model_kinds import score_matrix
             from fashionrec.tracking import load_champion
 
             model = load_champion(self.data_dir)
             hashed = self.items
             vectors, _ = load_item_vectors(hashed, self.data_dir, self.manifest["encoder_key"])
             model.info.check_backbone(self.manifest["backbone"], vectors.vectors.shape[1])
-            scorer = DecomposedScorer(model.model)
-            pa_, pb_ = scorer.project(vectors.vectors)
-            self._scorer = (scorer, pa_, pb_, vectors)
+            self._scorer = (score_matrix(model.model, vectors), vectors)  # any model kind
         return self._scorer
 
     def complete_outfit(self, item_ids: list[str], k: int = 5) -> list[Suggestion]:
         """The design's multi-item query: items of the groups not in the query, scored by the
         champion model against every query item, averaged; the k best overall."""
         self._check_known(item_ids)
-        scorer, pa_, pb_, vectors = self._load_scorer()
+        score_rows, vectors = self._load_scorer()
         index = vectors.index_of()
         groups = vectors.items[S.GROUP].to_numpy()
         query_rows = np.asarray([index[i] for i in item_ids])
@@ -106,7 +104,7 @@ class RecommendationStore:
         cand = np.nonzero(np.isin(groups, wanted))[0]
         if cand.size == 0:
             return []
-        scores = scorer.scores(pa_[torch.from_numpy(query_rows)], pb_[torch.from_numpy(cand)]).mean(0)
+        scores = score_rows(query_rows, cand).mean(0)
         top = torch.topk(scores, min(k, cand.size)).indices.numpy()
         ids = vectors.items[S.ITEM_ID].to_list()
         return [Suggestion(ids[cand[t]], str(groups[cand[t]]), float(scores[t])) for t in top]

@@ -10,7 +10,9 @@ from fashionrec.config import (
     EmbedConfig,
     TrainConfig,
     TripletConfig,
+    TypeAwareConfig,
     config_dict,
+    default_negatives,
 )
 from flows.embedding import embed_items
 from tasks.catalog import filter_categories, load_catalog
@@ -26,24 +28,30 @@ def train_compat(
     epochs: int = TrainConfig.epochs,
     lr: float = TrainConfig.lr,
     batch_size: int = TrainConfig.batch_size,
-    negatives: str = TripletConfig.negatives,
+    negatives: str | None = None,
     seed: int = TrainConfig.seed,
     shard_size: int = EmbedConfig.shard_size,
+    model: str = "mlp",
 ) -> dict:
-    """Train the compatibility MLP on a Polyvore-layout catalogue and register it in MLflow."""
+    """Train a compatibility model (``model``: "mlp", the design's, or "type_aware") on a
+    Polyvore-layout catalogue and register it in MLflow. ``negatives`` defaults to the model
+    kind's sampler (random for the MLP, same_group for type-aware)."""
     logger = get_run_logger()
     embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
-    triplet_cfg = TripletConfig(negatives=negatives, seed=seed)
+    triplet_cfg = TripletConfig(negatives=negatives or default_negatives(model), seed=seed)
+    type_aware_cfg = TypeAwareConfig()
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     cat = load_catalog(catalog, split)
     filtered = filter_categories(cat)
     embedded = embed_items(filtered.items, data_dir, embed_cfg)
     triplets = build_triplets(cat.outfits["train"], filtered.items, triplet_cfg)
-    fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone)
+    fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone, model, type_aware_cfg)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
 
-    params = config_dict(embed_cfg, triplet_cfg, train_cfg) | {
+    kind_cfgs = (type_aware_cfg,) if model == "type_aware" else ()
+    params = config_dict(embed_cfg, triplet_cfg, train_cfg, *kind_cfgs) | {
+        "model": model,
         "catalog": catalog,
         "split": split,
         "triplets": triplets.height,
@@ -54,7 +62,7 @@ def train_compat(
         "valid_fitb_accuracy": valid.fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
-    registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{backbone}")
+    registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{model}-{backbone}")
     logger.info(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",
         registered.version, registered.alias, valid.compat_auc, valid.fitb_accuracy,
@@ -63,6 +71,7 @@ def train_compat(
         "mlflow_run_id": registered.run_id,
         "model_version": registered.version,
         "alias": registered.alias,
+        "model": model,
         **valid.to_dict(),
         "epoch_losses": fit.epoch_losses,
     }
