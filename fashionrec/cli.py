@@ -113,7 +113,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"version {r['version']:>3}  {','.join(r['aliases']) or '-':<20} "
                   f"AUC {r.get('valid_compat_auc', float('nan')):.4f}  FITB "
-                  f"{r.get('valid_fitb_accuracy', float('nan')):.4f}  {r['backbone']}  run {r['run_id']}")
+                  f"{r.get('valid_fitb_accuracy', float('nan')):.4f}  {r.get('kind', 'mlp')}  {r['backbone']}  "
+                  f"run {r['run_id']}")
     return 0
 
 
