@@ -182,11 +182,11 @@ def build_structure_catalog(work: Path, seed: int = 0) -> tuple[ItemVectors, pl.
         if rng.random() < 0.12:
             styles[i] = (_hsv(rng.random(), 0.8, 0.8), _hsv(rng.random(), 0.8, 0.8), int(rng.integers(4)))
     cache = work / f"structure-vectors-seed{seed}.npy"
+    images = [draw_standin(group_of[i], styles[i], rng) for i in item_ids]  # drawn either way: same rng
     if cache.exists():
         x = np.load(cache)
     else:
         t = time.perf_counter()
-        images = [draw_standin(group_of[i], styles[i], rng) for i in item_ids]
         x = embed_standins(images)
         np.save(cache, x)
         log.info("embedded %d stand-in images in %.0fs", len(item_ids), time.perf_counter() - t)

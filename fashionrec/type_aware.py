@@ -125,7 +125,10 @@ class TypeAwareNet(nn.Module):
     # --- embeddings ---------------------------------------------------------------------------
     def project(self, x: torch.Tensor, spaces: torch.Tensor | int) -> torch.Tensor:
         """Unit vectors of rows ``x`` in pair space(s) ``spaces`` (one per row, or one for all)."""
-        f = self.embed(x)
+        return self.to_space(self.embed(x), spaces)
+
+    def to_space(self, f: torch.Tensor, spaces: torch.Tensor | int) -> torch.Tensor:
+        """Unit vectors in pair space(s) ``spaces`` of general embeddings ``f = embed(x)``."""
         p = self.proj[spaces]
         if self.info.space == "projection":
             z = f @ p.T if p.ndim == 2 else torch.bmm(p, f.unsqueeze(2)).squeeze(2)
@@ -289,18 +292,18 @@ def compatible_topk(vectors: ItemVectors, model: TypeAwareNet, k: int, block_siz
 
     model.info.check_vectors(vectors)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    x = torch.from_numpy(vectors.vectors)
     groups = _group_rows(vectors.items)
     model.group_codes(list(groups))  # every group present must have spaces
     frames = []
     with torch.inference_mode():
+        general = model.embed(torch.from_numpy(vectors.vectors))  # once: N x space_dim
         for group, rows in groups.items():
             for other, cand_rows in groups.items():
                 if other == group:
                     continue
                 space = model.space_index(group, other)
-                q = model.project(x[torch.from_numpy(rows)], space)
-                c = model.project(x[torch.from_numpy(cand_rows)], space)
+                q = model.to_space(general[torch.from_numpy(rows)], space)
+                c = model.to_space(general[torch.from_numpy(cand_rows)], space)
                 idx, dot = blocked_topk(q, c, k, block_size)
                 kk = idx.shape[1]
                 score = model.score_from_dot(torch.from_numpy(dot)).numpy()
