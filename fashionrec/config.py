@@ -65,6 +65,8 @@ class TypeAwareConfig:
     space_dim: int = 64  # general embedding and pair-space size (Vasileva et al. use 64)
     space: str = "projection"  # per pair of groups: "projection" (a matrix) or "mask" (a diagonal)
     margin: float = 0.2  # triplet margin on squared distances of unit vectors (range 0..4)
+    in_batch_negatives: bool = True  # also rank each anchor's positive above the batch's other
+    # positives of the same group pair (more negatives per step, less memorising)
 
 
 def default_negatives(model: str) -> str:

@@ -225,10 +225,21 @@ def fit_type_aware(
         total, batches = 0.0, 0
         for s in range(0, len(order), config.batch_size):
             b = order[s : s + config.batch_size]
-            xa = x[ia[b]]
-            d_pos = model.distance(xa, x[ip[b]], s_pos[b])
-            d_neg = model.distance(xa, x[ineg[b]], s_neg[b])
+            sp = s_pos[b]
+            za, zp = model.project(x[ia[b]], sp), model.project(x[ip[b]], sp)
+            d_pos = (2.0 - 2.0 * (za * zp).sum(-1)).clamp_min(0.0)
+            d_neg = model.distance(x[ia[b]], x[ineg[b]], s_neg[b])
             triplet = torch.relu(d_pos - d_neg + ta_config.margin).mean()
+            if ta_config.in_batch_negatives:
+                # the batch's other positives of the same (anchor group, positive group) are
+                # negatives too, already in the same space: a B x B product, no extra projection
+                ga, gp = codes[ia[b]], codes[ip[b]]
+                same = (ga[:, None] == ga[None, :]) & (gp[:, None] == gp[None, :])
+                same &= (ia[b][:, None] != ia[b][None, :]) & (ip[b][:, None] != ip[b][None, :])
+                if same.any():
+                    d_all = (2.0 - 2.0 * za @ zp.T).clamp_min(0.0)
+                    hinge = torch.relu(d_pos[:, None] - d_all + ta_config.margin)
+                    triplet = triplet + hinge[same].mean()
             logits = model.logit_from_distance(torch.cat([d_pos.detach(), d_neg.detach()]))
             target = torch.cat([torch.ones_like(d_pos), torch.zeros_like(d_neg)])
             loss = triplet + bce(logits, target)
