@@ -66,6 +66,7 @@ SETTINGS: dict[str, tuple[str, TrainConfig]] = {
     "ta60": ("type_aware", TrainConfig(epochs=60, lr=1e-3, batch_size=128)),
     "mlp_design": ("mlp", TrainConfig()),  # the design's: 10 epochs, lr 1e-4, batches of 1024
     "mlp60": ("mlp", TrainConfig(epochs=60, lr=1e-3, batch_size=256)),
+    "mlp30_lr3e-3": ("mlp", TrainConfig(epochs=30, lr=3e-3, batch_size=256)),
 }
 
 
