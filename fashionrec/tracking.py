@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 PROMOTION_METRIC = "valid_compat_auc"
 
 
+_SET_HERE: set[str] = set()  # URIs configure() set: mlflow.set_tracking_uri exports them to the env
+
+
 def tracking_uri(data_dir: str | Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _SET_HERE:  # the user's choice, not a data dir configured earlier
         return env
     return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
 
@@ -41,6 +44,8 @@ def configure(data_dir: str | Path) -> str:
     import mlflow
 
     uri = tracking_uri(data_dir)
+    if os.environ.get("MLFLOW_TRACKING_URI") != uri:
+        _SET_HERE.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
