@@ -16,8 +16,8 @@ from pathlib import Path
 
 from fashionrec.categories import GROUPS
 from fashionrec.config import (
-    BACKBONES, NEGATIVE_SAMPLERS, SPLITS, DemoConfig, EmbedConfig, GalleryConfig, PublishConfig, TopKConfig,
-    TrainConfig,
+    BACKBONES, MODEL_KINDS, NEGATIVE_SAMPLERS, SPLITS, DemoConfig, EmbedConfig, GalleryConfig, PublishConfig,
+    TopKConfig, TrainConfig,
 )
 from fashionrec.errors import FashionrecError
 
@@ -46,10 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = with_runner(train_compat, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=args.backbone, split=args.split,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, negatives=args.negatives,
-        seed=args.seed,
+        seed=args.seed, model=args.model,
     )
     print(json.dumps(result, indent=2) if args.json else
-          f"model version {result['model_version']} (@{result['alias']}): valid AUC "
+          f"{result['model']} model version {result['model_version']} (@{result['alias']}): valid AUC "
           f"{result['compat_auc']:.3f}, FITB {result['fitb_accuracy']:.3f}")
     return 0
 
@@ -133,7 +133,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"version {r['version']:>3}  {','.join(r['aliases']) or '-':<20} "
                   f"AUC {r.get('valid_compat_auc', float('nan')):.4f}  FITB "
-                  f"{r.get('valid_fitb_accuracy', float('nan')):.4f}  {r['backbone']}  run {r['run_id']}")
+                  f"{r.get('valid_fitb_accuracy', float('nan')):.4f}  {r.get('kind', 'mlp')}  {r['backbone']}  "
+                  f"run {r['run_id']}")
     return 0
 
 
@@ -207,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    t.add_argument("--negatives", choices=NEGATIVE_SAMPLERS, default="random")
+    t.add_argument("--negatives", choices=NEGATIVE_SAMPLERS, default=None,
+                   help="negative sampler (default: random for mlp, same_group for type_aware)")
+    t.add_argument("--model", choices=MODEL_KINDS, default="mlp",
+                   help="mlp (the design's) or type_aware (Vasileva et al.) (default: %(default)s)")
     t.add_argument("--seed", type=int, default=TrainConfig.seed)
     t.set_defaults(func=cmd_train)
 

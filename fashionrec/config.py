@@ -11,6 +11,7 @@ from typing import Any
 
 BACKBONES = ("resnet50", "efficientnet_lite0", "resnet50_random")  # the last: tests only
 NEGATIVE_SAMPLERS = ("random", "same_group")
+MODEL_KINDS = ("mlp", "type_aware")  # the design's MLP; type-aware embeddings (Vasileva et al.)
 SPLITS = ("nondisjoint", "disjoint")
 
 REGISTERED_MODEL_NAME = "fashion-compat"  # the MLflow registered model every training run feeds
@@ -72,6 +73,23 @@ class TrainConfig:
     seed: int = 0  # weight init and batch order
     device: str = "auto"  # "auto" = CUDA when available, else CPU; embeddings live there whole
     bf16_autocast: bool = False  # bf16 autocast of forward/backward (fp32 weights): for CUDA or CPUs with native bf16
+
+
+@dataclass(frozen=True)
+class TypeAwareConfig:
+    """The type-aware model's own settings (epochs, lr, batch size, seed: TrainConfig's)."""
+
+    space_dim: int = 64  # general embedding and pair-space size (Vasileva et al. use 64)
+    space: str = "projection"  # per pair of groups: "projection" (a matrix) or "mask" (a diagonal)
+    margin: float = 0.2  # triplet margin on squared distances of unit vectors (range 0..4)
+    in_batch_negatives: bool = True  # also rank each anchor's positive above the batch's other
+    # positives of the same group pair (more negatives per step, less memorising)
+
+
+def default_negatives(model: str) -> str:
+    """The negative sampler a model kind trains with unless told otherwise: type-aware spaces
+    compare a positive and a negative of the same group."""
+    return "same_group" if model == "type_aware" else TripletConfig.negatives
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ __all__ = [
     "FlowRunConfig",
     "MLFLOW_EXPERIMENT",
     "MLFLOW_UI_URL",
+    "MODEL_KINDS",
     "NEGATIVE_SAMPLERS",
     "PublishConfig",
     "REGISTERED_MODEL_NAME",
@@ -146,6 +165,8 @@ __all__ = [
     "TopKConfig",
     "TrainConfig",
     "TripletConfig",
+    "TypeAwareConfig",
+    "default_negatives",
     "config_dict",
     "field",
 ]

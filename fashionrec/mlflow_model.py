@@ -15,23 +15,25 @@ from mlflow.pyfunc import PythonModel
 
 
 class CompatPyfunc(PythonModel):
-    """predict(array of shape (n, 2 * embed_dim): concat(a, b) rows) -> (n,) scores in (0, 1)."""
+    """predict(array of shape (n, 2 * embed_dim): concat(a, b) rows) -> (n,) scores in (0, 1).
+
+    A ``type_aware`` model's rows are concat(a, b, group_a, group_b): two more columns holding
+    the groups' indices into ``info.groups`` (see ``fashionrec.model_kinds``)."""
 
     def load_context(self, context) -> None:
-        from fashionrec.compat import CompatibilityMLP, CompatModelInfo
+        from fashionrec.model_kinds import build_model, info_from_dict
 
         with open(context.artifacts["info"]) as fh:
-            self.info = CompatModelInfo(**json.load(fh))
-        self.model = CompatibilityMLP(self.info.embed_dim, self.info.hidden_dim)
+            self.info = info_from_dict(json.load(fh))  # dispatches on info["kind"]
+        self.model = build_model(self.info)
         state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
         self.model.eval()
 
     def predict(self, context, model_input, params=None):
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        d = self.info.embed_dim
-        with torch.inference_mode():
-            return self.model(x[:, :d], x[:, d:]).squeeze(1).numpy()
+        from fashionrec.model_kinds import pyfunc_predict
+
+        return pyfunc_predict(self.model, self.info, np.asarray(model_input, dtype=np.float32))
 
 
 mlflow.models.set_model(CompatPyfunc())

@@ -160,7 +160,13 @@ def compatible_topk(
     vectors: ItemVectors, model: CompatibilityMLP, config: TopKConfig = TopKConfig()
 ) -> pa.Table:
     """For every item and each other group, the K items of that group the model scores highest
-    as its partner (item first, candidate second), via the decomposed scorer."""
+    as its partner (item first, candidate second), via the decomposed scorer; for a type-aware
+    model, the K nearest in the pair's space (``type_aware.compatible_topk``)."""
+    from fashionrec.type_aware import TypeAwareNet
+    from fashionrec.type_aware import compatible_topk as type_aware_topk
+
+    if isinstance(model, TypeAwareNet):
+        return type_aware_topk(vectors, model, config.k, config.block_size)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
     scorer = DecomposedScorer(model)
     pa_all, pb_all = scorer.project(vectors.vectors)

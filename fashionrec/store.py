@@ -13,6 +13,7 @@ manifest), not whatever is ``champion`` now, for the same reason.
 from __future__ import annotations
 
 import bisect
+from typing import Callable
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ import torch
 
 from fashionrec import schemas as S
 from fashionrec.categories import GROUPS
-from fashionrec.compat import DecomposedScorer
 from fashionrec.embedding import ItemVectors, load_item_vectors
 from fashionrec.errors import PublishError, UnknownItemError
 from fashionrec.publish import current_run, read_manifest, run_dir
@@ -127,7 +127,7 @@ class RecommendationStore:
         self._items_table = SortedTable(self.root / S.ITEMS_TABLE)
         self._items: pl.DataFrame | None = None
         self._known: frozenset[str] | None = None
-        self._scorer: tuple[DecomposedScorer, torch.Tensor, torch.Tensor, ItemVectors] | None = None
+        self._scorer: tuple[Callable, ItemVectors] | None = None
 
     # --- tables ----------------------------------------------------------------------------
     @property
@@ -184,16 +184,15 @@ class RecommendationStore:
         return rows.filter(pl.col(S.RANK) <= k).sort([S.NEIGHBOR_CATEGORY, S.RANK])
 
     # --- multi-item query --------------------------------------------------------------------
-    def _load_scorer(self) -> tuple[DecomposedScorer, torch.Tensor, torch.Tensor, ItemVectors]:
+    def _load_scorer(self) -> tuple[Callable, ItemVectors]:
         if self._scorer is None:
+            from fashionrec.model_kinds import score_matrix
             from fashionrec.tracking import load_model_version
 
             model = load_model_version(self.data_dir, str(self.manifest["model_version"]))
             vectors, _ = load_item_vectors(self.items, self.data_dir, self.manifest["encoder_key"])
             model.info.check_backbone(self.manifest["backbone"], vectors.vectors.shape[1])
-            scorer = DecomposedScorer(model.model)
-            pa_, pb_ = scorer.project(vectors.vectors)
-            self._scorer = (scorer, pa_, pb_, vectors)
+            self._scorer = (score_matrix(model.model, vectors), vectors)  # any model kind
         return self._scorer
 
     def complete_outfit(self, item_ids: list[str], k: int = 5) -> list[Suggestion]:
@@ -204,7 +203,7 @@ class RecommendationStore:
         if not item_ids:
             raise ValueError("complete_outfit needs at least one query item id")
         self._check_known(item_ids)
-        scorer, pa_, pb_, vectors = self._load_scorer()
+        score_rows, vectors = self._load_scorer()
         index = vectors.index_of()
         missing = [i for i in item_ids if i not in index]
         if missing:
@@ -215,7 +214,7 @@ class RecommendationStore:
         cand = np.nonzero(np.isin(groups, wanted))[0]
         if cand.size == 0:
             return []
-        scores = scorer.scores(pa_[torch.from_numpy(query_rows)], pb_[torch.from_numpy(cand)]).mean(0)
+        scores = score_rows(query_rows, cand).mean(0)
         top = torch.topk(scores, min(k, cand.size)).indices.numpy()
         ids = vectors.items[S.ITEM_ID].to_list()
         return [Suggestion(ids[cand[t]], str(groups[cand[t]]), float(scores[t])) for t in top]

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fashionrec.compat import CompatibilityMLP, CompatModelInfo
 from fashionrec.config import (
     CHALLENGER_ALIAS,
@@ -31,9 +29,12 @@ log = logging.getLogger(__name__)
 PROMOTION_METRIC = "valid_compat_auc"
 
 
+_SET_HERE: set[str] = set()  # URIs configure() set: mlflow.set_tracking_uri exports them to the env
+
+
 def tracking_uri(data_dir: str | Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _SET_HERE:  # the user's choice, not a data dir configured earlier
         return env
     return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
 
@@ -43,6 +44,8 @@ def configure(data_dir: str | Path) -> str:
     import mlflow
 
     uri = tracking_uri(data_dir)
+    if os.environ.get("MLFLOW_TRACKING_URI") != uri:
+        _SET_HERE.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
@@ -78,6 +81,8 @@ def log_and_register(
     import torch
     from mlflow.models import infer_signature
 
+    from fashionrec.model_kinds import pyfunc_example, pyfunc_predict
+
     configure(data_dir)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: (v if v is not None else "") for k, v in params.items()})
@@ -89,10 +94,8 @@ def log_and_register(
         torch.save(model.state_dict(), weights)
         info_path = Path(tmp) / "info.json"
         info_path.write_text(json.dumps(info.to_dict()))
-        example = np.zeros((2, 2 * info.embed_dim), dtype=np.float32)
-        with torch.inference_mode():
-            out = model(torch.from_numpy(example[:, : info.embed_dim]), torch.from_numpy(example[:, info.embed_dim :]))
-        signature = infer_signature(example, out.squeeze(1).numpy())
+        example = pyfunc_example(info)  # the input of the model's kind (see model_kinds)
+        signature = infer_signature(example, pyfunc_predict(model, info, example))
         model_code = Path(__file__).with_name("mlflow_model.py")
         logged = mlflow.pyfunc.log_model(
             name="model",
@@ -116,6 +119,7 @@ def log_and_register(
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, alias, mv.version)
     client.set_model_version_tag(REGISTERED_MODEL_NAME, mv.version, PROMOTION_METRIC, str(new_score))
     client.set_model_version_tag(REGISTERED_MODEL_NAME, mv.version, "backbone", info.backbone)
+    client.set_model_version_tag(REGISTERED_MODEL_NAME, mv.version, "kind", info.kind)
     log.info("registered %s version %s as %s (%s %.4f, champion had %s)", REGISTERED_MODEL_NAME,
              mv.version, alias, PROMOTION_METRIC, new_score, champion_score)
     return RegisteredModel(run_id, str(mv.version), alias, f"models:/{REGISTERED_MODEL_NAME}@{alias}")
@@ -207,6 +211,7 @@ def list_models(data_dir: str | Path) -> list[dict[str, Any]]:
                 "aliases": sorted(set(mv.aliases) | set(aliases.get(str(mv.version), []))),
                 "run_id": mv.run_id,
                 "backbone": mv.tags.get("backbone", ""),
+                "kind": mv.tags.get("kind", "mlp"),
                 **{k: v for k, v in metrics.items() if k.startswith("valid_")},
             }
         )

@@ -20,7 +20,7 @@ from fashionrec import schemas as S
 from fashionrec.catalog.base import Catalog
 from fashionrec.catalog.polyvore import read_compatibility, read_fitb
 from fashionrec.compat import CompatibilityMLP, CompatModelInfo, DecomposedScorer
-from fashionrec.config import TrainConfig
+from fashionrec.config import TrainConfig, TypeAwareConfig
 from fashionrec.embedding import ItemVectors
 from fashionrec.errors import CatalogError, ModelError
 from fashionrec.metrics import EvalResult, evaluate_compatibility
@@ -63,8 +63,19 @@ def fit_compat(
     config: TrainConfig,
     backbone: str,
     on_epoch: Callable[[int, float], None] | None = None,
+    kind: str = "mlp",
+    type_aware: TypeAwareConfig = TypeAwareConfig(),
 ) -> FitResult:
-    """Train a CompatibilityMLP on the triplets' pairs (the design's loop, batched by index)."""
+    """Train a compatibility model of ``kind`` (``config.MODEL_KINDS``) on the triplets: the
+    design's MLP on their pairs (the design's loop, batched by index), or the type-aware
+    embedding (``fashionrec.type_aware``) on the triplets themselves."""
+    from fashionrec.model_kinds import check_kind
+
+    if check_kind(kind) == "type_aware":
+        from fashionrec.type_aware import fit_type_aware
+
+        ta = fit_type_aware(vectors, triplets, config, backbone, type_aware, on_epoch)
+        return FitResult(ta.model, ta.info, ta.epoch_losses, ta.pairs, ta.dropped_triplets, ta.seconds)
     if vectors.vectors.shape[0] == 0:
         raise ModelError("no item has a vector: embed the catalogue before training")
     first, second, labels, dropped = pair_indices(triplets, vectors.index_of())
@@ -145,7 +156,10 @@ def evaluate_split(
     model: CompatibilityMLP, vectors: ItemVectors, catalog: Catalog, split: str = "valid"
 ) -> EvalResult:
     """Compatibility AUC and FITB accuracy on ``compatibility_<split>.txt`` and
-    ``fill_in_blank_<split>.json`` of a Polyvore-layout catalogue."""
+    ``fill_in_blank_<split>.json`` of a Polyvore-layout catalogue (any model kind: the same
+    questions and the same code score them)."""
+    from fashionrec.model_kinds import pair_scorer
+
     if catalog.split_dir is None or split not in catalog.outfits:
         raise CatalogError(f"catalogue {catalog.name!r} has no {split} outfits to evaluate on")
     outfits = catalog.outfits[split]
@@ -153,7 +167,7 @@ def evaluate_split(
     fitb = read_fitb(catalog.split_dir / f"fill_in_blank_{split}.json", outfits)
     result = evaluate_compatibility(
         compat.labels, compat.outfits, fitb.questions, fitb.answers, fitb.correct,
-        vectors.index_of(), make_pair_scorer(model, vectors.vectors),
+        vectors.index_of(), pair_scorer(model, vectors),
     )
     log.info("evaluation on %s: AUC %.3f over %d outfits, FITB %.3f over %d questions",
              split, result.compat_auc, result.outfits, result.fitb_accuracy, result.questions)

@@ -12,7 +12,9 @@ from fashionrec.config import (
     FlowRunConfig,
     TrainConfig,
     TripletConfig,
+    TypeAwareConfig,
     config_dict,
+    default_negatives,
 )
 from flows.embedding import embed_items
 from tasks.artifacts import publish_training_artifacts
@@ -29,14 +31,18 @@ def train_compat(
     epochs: int = TrainConfig.epochs,
     lr: float = TrainConfig.lr,
     batch_size: int = TrainConfig.batch_size,
-    negatives: str = TripletConfig.negatives,
+    negatives: str | None = None,
     seed: int = TrainConfig.seed,
     shard_size: int = EmbedConfig.shard_size,
+    model: str = "mlp",
 ) -> dict:
-    """Train the compatibility MLP on a Polyvore-layout catalogue and register it in MLflow."""
+    """Train a compatibility model (``model``: "mlp", the design's, or "type_aware") on a
+    Polyvore-layout catalogue and register it in MLflow. ``negatives`` defaults to the model
+    kind's sampler (random for the MLP, same_group for type-aware)."""
     logger = get_run_logger()
     embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
-    triplet_cfg = TripletConfig(negatives=negatives, seed=seed)
+    triplet_cfg = TripletConfig(negatives=negatives or default_negatives(model), seed=seed)
+    type_aware_cfg = TypeAwareConfig()
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     cat = load_catalog(catalog, split)
@@ -44,10 +50,12 @@ def train_compat(
     filtered = filter_categories(cat)
     embedded = embed_items(filtered.items, data_dir, embed_cfg)
     triplets = build_triplets(train_outfits, filtered.items, triplet_cfg)
-    fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone)
+    fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone, model, type_aware_cfg)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
 
-    params = config_dict(embed_cfg, triplet_cfg, train_cfg) | {
+    kind_cfgs = (type_aware_cfg,) if model == "type_aware" else ()
+    params = config_dict(embed_cfg, triplet_cfg, train_cfg, *kind_cfgs) | {
+        "model": model,
         "catalog": catalog,
         "split": split,
         "triplets": triplets.height,
@@ -58,7 +66,7 @@ def train_compat(
         "valid_fitb_accuracy": valid.fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
-    registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{backbone}")
+    registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{model}-{backbone}")
     logger.info(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",
         registered.version, registered.alias, valid.compat_auc, valid.fitb_accuracy,
@@ -67,6 +75,7 @@ def train_compat(
         "mlflow_run_id": registered.run_id,
         "model_version": registered.version,
         "alias": registered.alias,
+        "model": model,
         **valid.to_dict(),
         "epoch_losses": fit.epoch_losses,
     }

@@ -11,7 +11,7 @@ from tasks.retry import IO_RETRIES
 from fashionrec import tracking, training, triplets
 from fashionrec.catalog.base import Catalog
 from fashionrec.compat import CompatibilityMLP
-from fashionrec.config import TrainConfig, TripletConfig
+from fashionrec.config import TrainConfig, TripletConfig, TypeAwareConfig
 from fashionrec.embedding import ItemVectors
 from fashionrec.metrics import EvalResult
 
@@ -22,8 +22,11 @@ def build_triplets(outfits: pl.DataFrame, items: pl.DataFrame, config: TripletCo
 
 
 @task(cache_policy=NO_CACHE)
-def fit_compat(vectors: ItemVectors, triplets: pl.DataFrame, config: TrainConfig, backbone: str) -> training.FitResult:
-    return training.fit_compat(vectors, triplets, config, backbone)
+def fit_compat(
+    vectors: ItemVectors, triplets: pl.DataFrame, config: TrainConfig, backbone: str,
+    kind: str = "mlp", type_aware: TypeAwareConfig = TypeAwareConfig(),
+) -> training.FitResult:
+    return training.fit_compat(vectors, triplets, config, backbone, kind=kind, type_aware=type_aware)
 
 
 @task(cache_policy=NO_CACHE)

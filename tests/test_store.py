@@ -158,7 +158,7 @@ def test_an_open_store_keeps_its_run_while_a_refresh_publishes(published_data, s
     assert before[0].height == 5
 
     manifest = nightly_refresh(catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE,
-                               k=3, keep_runs=1)
+                               k=3, keep_runs=1, retire_grace_s=0)
     assert current_run(data) == manifest["run_id"] != old.run_id
     assert not run_dir(data, old.run_id).exists(), "keep_runs=1 pruned the old run from disk"
     assert (run_dir(data, manifest["run_id"]) / "gallery.html").is_file()
