@@ -44,10 +44,18 @@ def configure(data_dir: str | Path) -> str:
     import mlflow
 
     uri = tracking_uri(data_dir)
-    if os.environ.get("MLFLOW_TRACKING_URI") != uri:
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    if before["MLFLOW_TRACKING_URI"] != uri:
         _SET_HERE.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # mlflow exports these to the environment; child processes (a worker, a test's server) must
+    # not inherit this data dir's store as if the user had chosen it
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
         artifacts = (Path(data_dir).resolve() / "mlartifacts").as_uri()
         mlflow.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifacts)
