@@ -27,6 +27,7 @@ DEFAULT_DATA = "data"
 def _prepare_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionrec")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # runs offline: no telemetry
 
 
 def cmd_sample_catalog(args: argparse.Namespace) -> int:
