@@ -36,6 +36,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	PYTHONPATH=. $(PY) benchmarks/run.py
+	PYTHONPATH=. $(PY) benchmarks/compat_topk_50k.py --mlp-queries 256
 
 clean:
 	rm -rf $(DEMO_DATA) .pytest_cache
