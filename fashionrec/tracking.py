@@ -25,6 +25,7 @@ from fashionrec.config import (
     REGISTERED_MODEL_NAME,
 )
 from fashionrec.errors import ModelError
+from fashionrec.remote import local_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def tracking_uri(data_dir: str | Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
+    data_dir = local_data_dir(data_dir)  # an s3:// data dir keeps its MLflow store in its local cache
     return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
 
 
@@ -46,7 +48,7 @@ def configure(data_dir: str | Path) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
-        artifacts = (Path(data_dir).resolve() / "mlartifacts").as_uri()
+        artifacts = (local_data_dir(data_dir).resolve() / "mlartifacts").as_uri()
         mlflow.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(MLFLOW_EXPERIMENT)
     return uri

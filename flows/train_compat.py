@@ -14,8 +14,10 @@ from fashionrec.config import (
     TripletConfig,
     config_dict,
 )
+from fashionrec.remote import is_remote, local_data_dir
 from flows.embedding import embed_items
 from tasks.artifacts import publish_training_artifacts
+from tasks.remote import pull_data_dir, push_embeddings
 from tasks.catalog import filter_categories, load_catalog
 from tasks.training import build_triplets, evaluate_split, fit_compat, log_and_register
 
@@ -35,6 +37,9 @@ def train_compat(
 ) -> dict:
     """Train the compatibility MLP on a Polyvore-layout catalogue and register it in MLflow."""
     logger = get_run_logger()
+    url, data_dir = data_dir, str(local_data_dir(data_dir))  # s3://...: work on its local cache
+    if is_remote(url):
+        pull_data_dir(url)
     embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
     triplet_cfg = TripletConfig(negatives=negatives, seed=seed)
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
@@ -58,6 +63,8 @@ def train_compat(
         "valid_fitb_accuracy": valid.fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
+    if is_remote(url):
+        push_embeddings(data_dir, url)
     registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{backbone}")
     logger.info(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",
