@@ -61,10 +61,14 @@ def is_remote(path: str | Path) -> bool:
 def storage_options(url: str) -> dict[str, Any]:
     """fsspec options for ``url``: the S3 endpoint from ``FASHIONREC_S3_ENDPOINT_URL`` when set
     (``AWS_ENDPOINT_URL`` is read by botocore itself)."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    # no cached listings: another machine's refresh may have published since the last look
+    options: dict[str, Any] = {"use_listings_cache": False}
     endpoint = os.environ.get(RemoteConfig.endpoint_env)
-    if endpoint and url.startswith(("s3://", "s3a://")):
-        return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    return options
 
 
 def filesystem(url: str):

@@ -5,6 +5,7 @@ back with polars through the same URL."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import polars as pl
@@ -15,11 +16,13 @@ from fashionrec import schemas as S
 from fashionrec.backbones import encoder_key
 from fashionrec.catalog import filter_categories, load_catalog
 from fashionrec.catalog.sample import write_sample_catalog
-from fashionrec.config import EmbedConfig, TrainConfig, TripletConfig
+from fashionrec.cli import main
+from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig, TripletConfig
 from fashionrec.embedding import embed_shard, hash_images, load_item_vectors, plan_shards
 from fashionrec.errors import PublishError
 from fashionrec.images import ImageRejected, load_image, sha256_file
 from fashionrec.publish import current_run, read_manifest, read_table
+from fashionrec.refresh import run_refresh
 from fashionrec.store import RecommendationStore
 from fashionrec.tracking import log_and_register
 from fashionrec.training import fit_compat
@@ -88,7 +91,7 @@ def test_images_by_url(s3_endpoint, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path, mlflow_template):
+def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path, mlflow_template, capsys):
     from flows.nightly_refresh import nightly_refresh
 
     fs, _ = remote.filesystem(f"s3://{BUCKET}")
@@ -164,6 +167,8 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert store.similar(some, k=3)[S.NEIGHBOR_ID].to_list() == (
         similar.filter(pl.col(S.ITEM_ID) == some).sort(S.RANK)[S.NEIGHBOR_ID].head(3).to_list())
     assert len(store.complete_outfit([some], k=3)) == 3
+    assert main(["similar", some, "-k", "3", "--data", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"] == run
 
     # a fresh machine: only the MLflow store is local; embeddings come back from s3, none redone
     shutil.rmtree(cache / "embeddings")
@@ -175,6 +180,11 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert fs.exists(f"{BUCKET}/recs/tables/{run}/manifest.json"), "the replaced run is kept (grace)"
     again = pl.read_parquet(f"{url}/tables/{second['run_id']}/similar_items/*.parquet", storage_options=opts)
     assert again.drop(S.SCORE).equals(similar.drop(S.SCORE))
+
+    # the same steps without Prefect (fashionrec.refresh.run_refresh) publish to the URL as well
+    third = run_refresh(shop / "shop.toml", url, fit.model, fit.info, embed=cfg, topk=TopKConfig(k=5))
+    assert current_run(url) == third["run_id"] and third["embedded_new"] == 0
+    assert read_table(url, S.SIMILAR_TABLE).drop(S.SCORE).equals(similar.drop(S.SCORE))
 
 
 def test_push_refuses_an_incomplete_run(s3_endpoint, tmp_path):
