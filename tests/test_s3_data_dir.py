@@ -192,3 +192,27 @@ def test_push_refuses_an_incomplete_run(s3_endpoint, tmp_path):
     with pytest.raises(PublishError, match="incomplete"):
         remote.push_run(tmp_path, f"s3://{BUCKET}/other", "20260101T000000.000000Z-abcdef", 3, 0.0)
     assert remote.current_run(f"s3://{BUCKET}/other") is None
+
+
+def test_remote_retention_keeps_current_and_recently_replaced(s3_endpoint):
+    """prune_remote_runs: complete runs beyond keep_runs go once their grace is over; the current
+    run, a run replaced moments ago and a newer unfinished push stay; older debris goes."""
+    from datetime import datetime, timedelta, timezone
+
+    fs, _ = remote.filesystem(f"s3://{BUCKET}")
+    url, base = f"s3://{BUCKET}/retention", f"{BUCKET}/retention/tables"
+    now = datetime.now(timezone.utc)
+    runs = {"r1": now - timedelta(hours=2), "r2": now - timedelta(seconds=5), "r3": None}
+    for run, retired in runs.items():
+        fs.pipe_file(f"{base}/{run}/similar_items/part-0.parquet", b"x")
+        fs.pipe_file(f"{base}/{run}/manifest.json", b"{}")
+        if retired:
+            fs.pipe_file(f"{base}/{run}/.retired", retired.isoformat().encode())
+    fs.pipe_file(f"{base}/r0/similar_items/part-0.parquet", b"x")  # a push that died: no manifest
+    fs.pipe_file(f"{base}/r4/similar_items/part-0.parquet", b"x")  # a push in flight
+    fs.pipe_file(f"{base}/CURRENT", b"r3\n")
+
+    removed = remote.prune_remote_runs(url, keep_runs=1, grace_s=60)
+    assert sorted(removed) == ["r0", "r1"]
+    left = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(base, detail=False))
+    assert left == ["CURRENT", "r2", "r3", "r4"]
