@@ -17,16 +17,13 @@ from fashionrec.backbones import encoder_key
 from fashionrec.catalog import filter_categories, load_catalog
 from fashionrec.catalog.sample import write_sample_catalog
 from fashionrec.cli import main
-from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig, TripletConfig
-from fashionrec.embedding import embed_shard, hash_images, load_item_vectors, plan_shards
+from fashionrec.config import EmbedConfig, TopKConfig
 from fashionrec.errors import PublishError
 from fashionrec.images import ImageRejected, load_image, sha256_file
 from fashionrec.publish import current_run, read_manifest, read_table
 from fashionrec.refresh import run_refresh
 from fashionrec.store import RecommendationStore
-from fashionrec.tracking import log_and_register
-from fashionrec.training import fit_compat
-from fashionrec.triplets import build_triplets
+from fashionrec.tracking import load_champion
 from tests.conftest import TEST_BACKBONE
 
 moto_server = pytest.importorskip("moto.server")
@@ -91,8 +88,9 @@ def test_images_by_url(s3_endpoint, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path, mlflow_template, capsys):
+def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path, mlflow_template, capsys, monkeypatch):
     from flows.nightly_refresh import nightly_refresh
+    from flows.train_compat import train_compat
 
     fs, _ = remote.filesystem(f"s3://{BUCKET}")
     # the sample catalogue's images go to the bucket; a shop.toml (local) names them by URL
@@ -119,19 +117,18 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert shop_cat.report.missing_images == 1 and shop_cat.report.missing_images_sample == ("no-photo",)
     assert shop_cat.items[S.IMAGE].str.starts_with(f"s3://{BUCKET}/catalog/images/").all()
 
-    # a champion, trained from the local sample into the MLflow store of the s3 data dir (its cache)
+    # a champion, trained by the train flow on another s3 data dir, registered in a shared MLflow
+    # store (MLFLOW_TRACKING_URI: how machines share the registry when data dirs are remote)
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    trained = train_compat(catalog=str(sample), data_dir=f"s3://{BUCKET}/training", backbone=TEST_BACKBONE,
+                           epochs=3, lr=1e-3, batch_size=128, shard_size=32)
+    assert trained["alias"] == "champion"
+    key = encoder_key(TEST_BACKBONE)
+    assert fs.glob(f"{BUCKET}/training/embeddings/{key}/part-*.parquet"), "train pushed its embeddings"
     url = f"s3://{BUCKET}/recs"
     cache = remote.local_data_dir(url)
-    shutil.copy(mlflow_template, cache / "mlflow.db")
-    scratch = tmp_path / "train"
-    hashed = hash_images(items)
     cfg = EmbedConfig(backbone=TEST_BACKBONE, shard_size=32)
-    for shard in plan_shards(hashed, scratch, cfg, encoder_key(TEST_BACKBONE)):
-        embed_shard(shard, cfg)
-    vectors, _ = load_item_vectors(hashed, scratch, encoder_key(TEST_BACKBONE))
-    fit = fit_compat(vectors, build_triplets(cat.outfits["train"], items, TripletConfig()),
-                     TrainConfig(epochs=3, lr=1e-3, batch_size=128), TEST_BACKBONE)
-    log_and_register(url, fit.model, fit.info, {}, fit.epoch_losses, {"valid_compat_auc": 0.5})
 
     params = dict(catalog=str(shop / "shop.toml"), data_dir=url, backbone=TEST_BACKBONE, k=5, shard_size=32)
     first = nightly_refresh(**params)
@@ -156,7 +153,6 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert reasons["no-photo"].startswith("missing") and "HTML" in reasons["html-page"]
     assert read_table(url, S.SIMILAR_TABLE).equals(similar)
     assert read_manifest(url)["run_id"] == run
-    key = encoder_key(TEST_BACKBONE)
     pushed = {p.rsplit("/", 1)[-1] for p in fs.glob(f"{BUCKET}/recs/embeddings/{key}/part-*.parquet")}
     assert pushed and pushed == {p.name for p in (cache / "embeddings" / key).glob("part-*.parquet")}
 
@@ -170,7 +166,7 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert main(["similar", some, "-k", "3", "--data", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"] == run
 
-    # a fresh machine: only the MLflow store is local; embeddings come back from s3, none redone
+    # a fresh machine: an empty cache; the embeddings come back from s3, none is redone
     shutil.rmtree(cache / "embeddings")
     shutil.rmtree(cache / "tables")
     second = nightly_refresh(**params)
@@ -182,7 +178,8 @@ def test_refresh_reads_images_from_s3_and_publishes_there(s3_endpoint, tmp_path,
     assert again.drop(S.SCORE).equals(similar.drop(S.SCORE))
 
     # the same steps without Prefect (fashionrec.refresh.run_refresh) publish to the URL as well
-    third = run_refresh(shop / "shop.toml", url, fit.model, fit.info, embed=cfg, topk=TopKConfig(k=5))
+    champion = load_champion(url)
+    third = run_refresh(shop / "shop.toml", url, champion.model, champion.info, embed=cfg, topk=TopKConfig(k=5))
     assert current_run(url) == third["run_id"] and third["embedded_new"] == 0
     assert read_table(url, S.SIMILAR_TABLE).drop(S.SCORE).equals(similar.drop(S.SCORE))
 
