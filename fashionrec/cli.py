@@ -24,6 +24,13 @@ from fashionrec.errors import FashionrecError
 DEFAULT_DATA = "data"
 
 
+def _data_arg(value: str) -> Path | str:
+    """A local data dir, or an s3:// (any fsspec) URL kept as text (Path would mangle '//')."""
+    from fashionrec.remote import is_remote
+
+    return value if is_remote(value) else Path(value)
+
+
 def _prepare_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionrec")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -82,7 +89,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     )
     print(json.dumps(manifest, indent=2) if args.json else
           f"published run {manifest['run_id']}: {manifest['items_published']} items, "
-          f"{manifest['rejects']} rejects, tables in {Path(args.data) / 'tables' / manifest['run_id']}")
+          f"{manifest['rejects']} rejects, tables in {args.data}/tables/{manifest['run_id']}")
     return 0
 
 
@@ -195,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--backbone", choices=BACKBONES, default=backbone_default,
                         help="image CNN (default: %(default)s)" if backbone_default else
                         "image CNN (default: the champion model's backbone, else resnet50)")
-        sp.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data dir (default: %(default)s)")
+        sp.add_argument("--data", type=_data_arg, default=Path(DEFAULT_DATA),
+                        help="data dir, or an s3:// (fsspec) URL (default: %(default)s)")
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
         sp.add_argument("--runner", choices=("threads", "dask"), default="threads",
                         help="where embedding shards run: threads here, or a Dask cluster")
@@ -229,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=helptext)
         q.add_argument("item")
         q.add_argument("-k", type=int, default=TopKConfig.k)
-        q.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
+        q.add_argument("--data", type=_data_arg, default=Path(DEFAULT_DATA))
         q.add_argument("--json", action="store_true")
         q.set_defaults(func=func)
 
@@ -237,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "not in the query, scored against every query item")
     q.add_argument("items", nargs="+")
     q.add_argument("-k", type=int, default=5)
-    q.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
+    q.add_argument("--data", type=_data_arg, default=Path(DEFAULT_DATA))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_recommend)
 

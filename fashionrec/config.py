@@ -136,6 +136,15 @@ class GalleryConfig:
     seed: int = 0  # which items are sampled as queries
 
 
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Data dirs on object storage (s3://bucket/prefix): see fashionrec/remote.py."""
+
+    cache_root: str = "~/.cache/fashionrec"  # local working copies of remote data dirs, one folder per URL
+    cache_env: str = "FASHIONREC_CACHE"  # environment variable that overrides cache_root
+    endpoint_env: str = "FASHIONREC_S3_ENDPOINT_URL"  # S3-compatible endpoint (MinIO, moto); AWS_ENDPOINT_URL works too
+
+
 def config_dict(*configs: Any, prefix: bool = True) -> dict[str, Any]:
     """Flatten dataclass configs into one dict (``embed.backbone`` ...) for MLflow params."""
     out: dict[str, Any] = {}
@@ -160,6 +169,7 @@ __all__ = [
     "MODEL_KINDS",
     "NEGATIVE_SAMPLERS",
     "PublishConfig",
+    "RemoteConfig",
     "REGISTERED_MODEL_NAME",
     "SPLITS",
     "TopKConfig",

@@ -8,6 +8,7 @@ EXIF, animated, truncated, not images at all. ``load_image`` returns an RGB pict
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
+
+from fashionrec import remote
 
 # Refuse images larger than this many pixels (a decompression bomb is far above it).
 MAX_PIXELS = 60_000_000
@@ -31,8 +34,17 @@ class ImageRejected(Exception):
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a local file or of an fsspec URL (``s3://bucket/images/1.jpg``).
+
+    Raises ``OSError`` (FileNotFoundError when absent) for any failure to read it."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    try:
+        fh = remote.open_binary(str(path)) if remote.is_remote(path) else open(path, "rb")
+    except OSError:
+        raise
+    except Exception as exc:  # botocore and friends raise their own types: one kind for callers
+        raise OSError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    with fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -44,11 +56,26 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     ``draft_size`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding when the
     source is much larger than needed (the result is still at least ``draft_size`` per side).
     """
+    if remote.is_remote(path):  # s3://... : read the object once, decode from memory
+        try:
+            data = remote.read_bytes(str(path))
+        except FileNotFoundError:
+            raise ImageRejected("missing: no object at this URL") from None
+        except Exception as exc:
+            raise ImageRejected(f"unreadable: {type(exc).__name__}: {exc}") from None
+        if not data:
+            raise ImageRejected("empty: zero-byte object")
+        return _decode(io.BytesIO(data), lambda: data[:512], draft_size)
     path = Path(path)
     if not path.exists():
         raise ImageRejected("missing: no file at this path")
     if path.stat().st_size == 0:
         raise ImageRejected("empty: zero-byte file")
+    return _decode(path, lambda: _head(path), draft_size)
+
+
+def _decode(path, head, draft_size: int | None) -> Image.Image:
+    """Decode a file (a path or a binary file object); ``head()`` gives its first bytes."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -69,18 +96,22 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"too large: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageRejected(f"not an image: {_sniff(path)}") from None
+        raise ImageRejected(f"not an image: {_sniff(head())}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"unreadable: {exc}") from None
 
 
-def _sniff(path: Path) -> str:
-    """What a file that is no image seems to be, for the reject reason."""
+def _head(path: Path) -> bytes:
     try:
         with open(path, "rb") as fh:
-            head = fh.read(512).lstrip().lower()
+            return fh.read(512)
     except OSError:
-        return "the file's content is not a known image format"
+        return b""
+
+
+def _sniff(head: bytes) -> str:
+    """What a file that is no image seems to be (from its first bytes), for the reject reason."""
+    head = head.lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head:
         return "an HTML page saved under an image name (a failed download?)"
     return "the file's content is not a known image format"

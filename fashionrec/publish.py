@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashionrec import remote
 from fashionrec import schemas as S
 from fashionrec.config import PublishConfig
 from fashionrec.errors import PublishError
@@ -191,6 +192,8 @@ def prune_runs(
 
 
 def current_run(data_dir: str | Path) -> str | None:
+    if remote.is_remote(data_dir):  # s3://... : the CURRENT object
+        return remote.current_run(str(data_dir))
     path = tables_dir(data_dir) / CURRENT
     try:
         return path.read_text().strip() or None
@@ -203,6 +206,8 @@ def read_table(data_dir: str | Path, name: str, run_id: str | None = None) -> pl
     run_id = run_id or current_run(data_dir)
     if run_id is None:
         raise PublishError(f"nothing published in {tables_dir(data_dir)} yet: run a refresh first")
+    if remote.is_remote(data_dir):
+        return remote.read_table(str(data_dir), name, run_id)
     return pl.read_parquet(run_dir(data_dir, run_id) / name / "*.parquet")
 
 
@@ -210,6 +215,8 @@ def read_manifest(data_dir: str | Path, run_id: str | None = None) -> dict[str, 
     run_id = run_id or current_run(data_dir)
     if run_id is None:
         raise PublishError(f"nothing published in {tables_dir(data_dir)} yet: run a refresh first")
+    if remote.is_remote(data_dir):
+        return remote.read_manifest(str(data_dir), run_id)
     return json.loads((run_dir(data_dir, run_id) / MANIFEST).read_text())
 
 

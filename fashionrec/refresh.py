@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from fashionrec import neighbors, publish
+from fashionrec import neighbors, publish, remote
 from fashionrec import schemas as S
 from fashionrec.backbones import embedding_dim
 from fashionrec.catalog import filter_categories, load_catalog
@@ -190,8 +190,12 @@ def run_refresh(
     model_version: str | None = None,
 ) -> dict[str, Any]:
     """The nightly refresh in this process, under the data dir's writer lock; returns the
-    published run's manifest. The same steps as ``flows.nightly_refresh``."""
+    published run's manifest. The same steps as ``flows.nightly_refresh`` (an ``s3://`` data
+    dir too: see ``fashionrec.remote``)."""
+    url, data_dir = data_dir, remote.local_data_dir(data_dir)
     with DataDirLock(data_dir, timeout_s=publish_config.lock_timeout_s, purpose=f"refresh of {catalog}"):
+        if remote.is_remote(url):
+            remote.pull_data_dir(str(url))
         stages: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -241,6 +245,8 @@ def run_refresh(
         write_run(data_dir, run_id, tables, item_groups, topk.k, manifest)
         lap("write")
         publish.publish_run(data_dir, run_id, publish_config.keep_runs, publish_config.retire_grace_s)
+        if remote.is_remote(url):  # the run's objects first, the CURRENT object last
+            remote.push_run(data_dir, str(url), run_id, publish_config.keep_runs, publish_config.retire_grace_s)
         lap("publish")
         log.info(
             "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from fashionrec import remote
 from fashionrec import schemas as S
 from fashionrec.categories import GROUPS
 from fashionrec.embedding import ItemVectors, load_item_vectors
@@ -112,6 +113,10 @@ class SortedTable:
 
 class RecommendationStore:
     def __init__(self, data_dir: str | Path, run_id: str | None = None) -> None:
+        # s3://...: resolve the CURRENT object, copy that run into the local cache, read it there
+        self.url = str(data_dir) if remote.is_remote(data_dir) else None
+        if self.url:
+            data_dir, run_id = remote.fetch_run(self.url, run_id)
         self.data_dir = Path(data_dir)
         self.run_id = run_id or current_run(self.data_dir)
         if self.run_id is None:
@@ -188,6 +193,9 @@ class RecommendationStore:
         if self._scorer is None:
             from fashionrec.model_kinds import score_matrix
             from fashionrec.tracking import load_model_version
+
+            if self.url:  # the run's vectors, from the remote embedding store
+                remote.pull_embeddings(self.url, self.manifest["encoder_key"])
 
             model = load_model_version(self.data_dir, str(self.manifest["model_version"]))
             vectors, _ = load_item_vectors(self.items, self.data_dir, self.manifest["encoder_key"])

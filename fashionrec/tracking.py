@@ -23,6 +23,7 @@ from fashionrec.config import (
     REGISTERED_MODEL_NAME,
 )
 from fashionrec.errors import ModelError
+from fashionrec.remote import local_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def tracking_uri(data_dir: str | Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env and env not in _SET_HERE:  # the user's choice, not a data dir configured earlier
         return env
+    data_dir = local_data_dir(data_dir)  # an s3:// data dir keeps its MLflow store in its local cache
     return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
 
 
@@ -57,7 +59,7 @@ def configure(data_dir: str | Path) -> str:
         else:
             os.environ[key] = value
     if mlflow.get_experiment_by_name(MLFLOW_EXPERIMENT) is None:
-        artifacts = (Path(data_dir).resolve() / "mlartifacts").as_uri()
+        artifacts = (local_data_dir(data_dir).resolve() / "mlartifacts").as_uri()
         mlflow.create_experiment(MLFLOW_EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(MLFLOW_EXPERIMENT)
     return uri

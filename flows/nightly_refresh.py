@@ -17,11 +17,13 @@ from fashionrec.backbones import embedding_dim
 from fashionrec.config import EmbedConfig, FlowRunConfig, PublishConfig, TopKConfig
 from fashionrec.locking import DataDirLock
 from fashionrec.publish import new_run_id, run_dir
+from fashionrec.remote import is_remote, local_data_dir
 from fashionrec.refresh import build_manifest, build_rejects, check_rejects, diff_items, previous_items
 from flows.embedding import embed_items
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.gallery import write_gallery
+from tasks.remote import pull_data_dir, push_run
 from tasks.tables import (
     compatible_topk,
     publish_run,
@@ -47,7 +49,10 @@ def nightly_refresh(
 ) -> dict:
     """Recompute and publish the similar-items and compatible-items tables of a catalogue."""
     logger = get_run_logger()
+    url, data_dir = data_dir, str(local_data_dir(data_dir))  # s3://...: work on its local cache
     with DataDirLock(data_dir, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):
+        if is_remote(url):
+            pull_data_dir(url)
         stages: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -101,6 +106,8 @@ def nightly_refresh(
         write_gallery(data_dir, run_id)
         lap("write")
         publish_run(data_dir, run_id, keep_runs, retire_grace_s)
+        if is_remote(url):  # the run's objects first, the CURRENT object last
+            push_run(data_dir, url, run_id, keep_runs, retire_grace_s)
         lap("publish")
         manifest["seconds"] = stages
         publish_refresh_artifacts(manifest, data_dir)

@@ -16,8 +16,10 @@ from fashionrec.config import (
     config_dict,
     default_negatives,
 )
+from fashionrec.remote import is_remote, local_data_dir
 from flows.embedding import embed_items
 from tasks.artifacts import publish_training_artifacts
+from tasks.remote import pull_data_dir, push_embeddings
 from tasks.catalog import filter_categories, load_catalog
 from tasks.training import build_triplets, evaluate_split, fit_compat, log_and_register
 
@@ -40,6 +42,9 @@ def train_compat(
     Polyvore-layout catalogue and register it in MLflow. ``negatives`` defaults to the model
     kind's sampler (random for the MLP, same_group for type-aware)."""
     logger = get_run_logger()
+    url, data_dir = data_dir, str(local_data_dir(data_dir))  # s3://...: work on its local cache
+    if is_remote(url):
+        pull_data_dir(url)
     embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
     triplet_cfg = TripletConfig(negatives=negatives or default_negatives(model), seed=seed)
     type_aware_cfg = TypeAwareConfig()
@@ -66,6 +71,8 @@ def train_compat(
         "valid_fitb_accuracy": valid.fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
+    if is_remote(url):
+        push_embeddings(data_dir, url)
     registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{model}-{backbone}")
     logger.info(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",

@@ -14,6 +14,7 @@ from fashionrec import schemas as S
 from fashionrec.categories import GROUPS, GroupMapping, default_mapping
 from fashionrec.config import CatalogConfig
 from fashionrec.errors import CatalogError
+from fashionrec.remote import is_remote, list_names
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def existing_files(paths: Iterable[str]) -> list[bool]:
     for path in paths:
         folder, name = os.path.split(path)
         names = listing.get(folder)
+        if names is None and is_remote(folder):  # s3://bucket/images: one listing too
+            names = list_names(folder)
+            listing[folder] = names
         if names is None:
             try:
                 with os.scandir(folder or ".") as it:

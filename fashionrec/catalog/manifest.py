@@ -6,6 +6,7 @@ path = "styles.csv"            # CSV or Parquet, relative to this file
 id_column = "id"
 category_column = "articleType"
 image = "images/{id}.jpg"      # template over the row's columns, relative to this file
+                               # (or a URL template: "s3://bucket/images/{id}.jpg")
 [groups]                       # optional; defaults to the design's list (fashionrec/groups.toml)
 tops = ["Tshirts", "Shirts", "Tops"]
 ```
@@ -38,6 +39,7 @@ from fashionrec.catalog.validate import validate_items
 from fashionrec.categories import GroupMapping, default_mapping, mapping_from_dict
 from fashionrec.config import CatalogConfig
 from fashionrec.errors import CatalogError
+from fashionrec.remote import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,8 @@ def read_shop_spec(path: str | Path) -> ShopSpec:
         raise CatalogError(f"{path}: unknown key(s) {unknown} in [catalog]; allowed: {', '.join(_REQUIRED)}")
     root = path.resolve().parent
     image = table["image"]
-    if os.path.isabs(image) or ".." in Path(image).parts:
+    # a URL template ("s3://bucket/images/{id}.jpg") names images on object storage
+    if not is_remote(image) and (os.path.isabs(image) or ".." in Path(image).parts):
         raise CatalogError(
             f"{path}: image template {image!r} must be relative to the catalogue folder {root} and "
             "must not climb out of it with '..'"
@@ -297,6 +300,9 @@ def _image_paths(table: ShopTable) -> tuple[list[str | None], list[RowProblem]]:
     problems = []
     for k, values in enumerate(zip(*columns) if columns else ()):
         rel = spec.image.format_map(dict(zip(fields, values)))
+        if is_remote(spec.image):  # a URL template: the shop says where each image lives
+            out.append(rel)
+            continue
         full = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not full.startswith(root + os.sep):
             out.append(None)
