@@ -7,6 +7,7 @@ MLflow stores this file's source with the model; weights are a plain state dict 
 from __future__ import annotations
 
 import json
+import warnings
 
 import mlflow
 import numpy as np
@@ -36,4 +37,6 @@ class CompatPyfunc(PythonModel):
         return pyfunc_predict(self.model, self.info, np.asarray(model_input, dtype=np.float32))
 
 
+# predict takes a plain array (its signature is logged); MLflow's type-hint validation does not apply
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method", category=UserWarning)
 mlflow.models.set_model(CompatPyfunc())

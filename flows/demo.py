@@ -49,6 +49,7 @@ def run_demo(data_dir: Path, items: int = DemoConfig.items, seed: int = DemoConf
     print(f"    similar_items:    {similar.height} rows; compatible_items: {compatible.height} rows")
     print(f"  MLflow: mlflow ui --backend-store-uri sqlite:///{(data_dir / 'mlflow.db').resolve()}")
     print(f"  read:   pl.read_parquet('{tables_dir(data_dir)}/{run_id}/similar_items/*.parquet')")
+    print(f"  see:    {tables_dir(data_dir) / run_id / 'gallery.html'} (open it in a browser)")
     known = set(store.items[S.ITEM_ID].to_list())
     shown = 0
     for outfit in valid.iter_rows(named=True):
