@@ -4,6 +4,8 @@ import logging
 import os
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionrec")
+# library logs outside a flow run (the CLI's quick commands, catalogue loading) stay local
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # Prefect hands the extra loggers its API handler but not a level: left at NOTSET, "fashionrec"
 # would inherit the root logger's WARNING (Prefect's default) in a worker's flow-run process.
 if logging.getLogger("fashionrec").level == logging.NOTSET:
