@@ -131,6 +131,31 @@ def _group_rows(items: pl.DataFrame) -> dict[str, np.ndarray]:
     return {g: np.nonzero(groups == g)[0] for g in GROUPS if (groups == g).any()}
 
 
+def topk_table(
+    ids: np.ndarray,
+    group: str,
+    rows: np.ndarray,
+    cand_rows: np.ndarray,
+    idx: np.ndarray,
+    scores: np.ndarray,
+    other: str | None = None,
+) -> pa.Table:
+    """Rows (item, rank, neighbour, score) of one top-K result: query ``rows`` of ``group``
+    against ``cand_rows``; with ``other`` (the candidates' group), a compatible-items table."""
+    k = idx.shape[1]
+    n = len(rows) * k
+    columns = {
+        S.ITEM_ID: np.repeat(ids[rows], k),
+        S.GROUP: [group] * n,
+        S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
+        S.NEIGHBOR_ID: ids[cand_rows][idx.ravel()],
+    }
+    if other is None:
+        return pa.table(columns | {S.SCORE: scores.ravel().astype(np.float32)}, schema=S.SIMILAR_SCHEMA)
+    columns[S.NEIGHBOR_CATEGORY] = [other] * n
+    return pa.table(columns | {S.SCORE: scores.ravel().astype(np.float32)}, schema=S.COMPATIBLE_SCHEMA)
+
+
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:
     """For every item, the K most similar items of its own group by cosine similarity."""
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
@@ -139,20 +164,8 @@ def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.
     for group, rows in _group_rows(vectors.items).items():
         xg = x[torch.from_numpy(rows)]
         idx, val = self_topk(xg, config.k, config.block_size)
-        k = idx.shape[1]
-        frames.append(
-            pa.table(
-                {
-                    S.ITEM_ID: np.repeat(ids[rows], k),
-                    S.GROUP: [group] * (len(rows) * k),
-                    S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
-                    S.NEIGHBOR_ID: ids[rows][idx.ravel()],
-                    S.SCORE: val.ravel(),
-                },
-                schema=S.SIMILAR_SCHEMA,
-            )
-        )
-        log.info("similar items: %s, %d items x %d", group, len(rows), k)
+        frames.append(topk_table(ids, group, rows, rows, idx, val))
+        log.info("similar items: %s, %d items x %d", group, len(rows), idx.shape[1])
     return _sorted(pa.concat_tables(frames) if frames else S.SIMILAR_SCHEMA.empty_table())
 
 
@@ -181,20 +194,7 @@ def compatible_topk(
             # ranked by logit (sigmoid saturates to 1.0 and would tie confident pairs)
             idx, logit = blocked_topk(q, c, config.k, config.block_size, score_block=scorer.logits)
             val = torch.sigmoid(torch.from_numpy(logit)).numpy()
-            k = idx.shape[1]
-            frames.append(
-                pa.table(
-                    {
-                        S.ITEM_ID: np.repeat(ids[rows], k),
-                        S.GROUP: [group] * (len(rows) * k),
-                        S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
-                        S.NEIGHBOR_ID: ids[cand_rows][idx.ravel()],
-                        S.NEIGHBOR_CATEGORY: [other] * (len(rows) * k),
-                        S.SCORE: val.ravel(),
-                    },
-                    schema=S.COMPATIBLE_SCHEMA,
-                )
-            )
+            frames.append(topk_table(ids, group, rows, cand_rows, idx, val, other))
         log.info("compatible items: %s, %d items", group, len(rows))
     return _sorted(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
 

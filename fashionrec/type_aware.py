@@ -299,7 +299,7 @@ def score_matrix(
 def compatible_topk(vectors: ItemVectors, model: TypeAwareNet, k: int, block_size: int) -> pa.Table:
     """For every item and each other group, the K nearest items of that group in the pair's
     space: exact, by blocked inner products of the projected unit vectors."""
-    from fashionrec.neighbors import _group_rows, _sorted, blocked_topk
+    from fashionrec.neighbors import _group_rows, _sorted, blocked_topk, topk_table
 
     model.info.check_vectors(vectors)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
@@ -316,20 +316,7 @@ def compatible_topk(vectors: ItemVectors, model: TypeAwareNet, k: int, block_siz
                 q = model.to_space(general[torch.from_numpy(rows)], space)
                 c = model.to_space(general[torch.from_numpy(cand_rows)], space)
                 idx, dot = blocked_topk(q, c, k, block_size)
-                kk = idx.shape[1]
                 score = model.score_from_dot(torch.from_numpy(dot)).numpy()
-                frames.append(
-                    pa.table(
-                        {
-                            S.ITEM_ID: np.repeat(ids[rows], kk),
-                            S.GROUP: [group] * (len(rows) * kk),
-                            S.RANK: np.tile(np.arange(1, kk + 1, dtype=np.int32), len(rows)),
-                            S.NEIGHBOR_ID: ids[cand_rows][idx.ravel()],
-                            S.NEIGHBOR_CATEGORY: [other] * (len(rows) * kk),
-                            S.SCORE: score.ravel().astype(np.float32),
-                        },
-                        schema=S.COMPATIBLE_SCHEMA,
-                    )
-                )
+                frames.append(topk_table(ids, group, rows, cand_rows, idx, score, other))
             log.info("compatible items (type-aware): %s, %d items", group, len(rows))
     return _sorted(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
