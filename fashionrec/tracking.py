@@ -30,12 +30,9 @@ log = logging.getLogger(__name__)
 PROMOTION_METRIC = "valid_compat_auc"
 
 
-_SET_HERE: set[str] = set()  # URIs configure() set: mlflow.set_tracking_uri exports them to the env
-
-
 def tracking_uri(data_dir: str | Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env and env not in _SET_HERE:  # the user's choice, not a data dir configured earlier
+    if env:  # the user's choice: configure() never leaves a data dir's URI in the environment
         return env
     data_dir = local_data_dir(data_dir)  # an s3:// data dir keeps its MLflow store in its local cache
     return f"sqlite:///{Path(data_dir).resolve() / 'mlflow.db'}"
@@ -47,8 +44,6 @@ def configure(data_dir: str | Path) -> str:
 
     uri = tracking_uri(data_dir)
     before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    if before["MLFLOW_TRACKING_URI"] != uri:
-        _SET_HERE.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     # mlflow exports these to the environment; child processes (a worker, a test's server) must
