@@ -26,19 +26,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import naive  # noqa: E402
+from fashionrec import schemas as S  # noqa: E402
+from fashionrec.categories import GROUPS  # noqa: E402
 from fashionrec.backbones import get_encoder  # noqa: E402
 from fashionrec.compat import CompatibilityMLP, DecomposedScorer  # noqa: E402
-from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig  # noqa: E402
+from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig, TripletConfig  # noqa: E402
 from fashionrec.embedding import encode_images  # noqa: E402
 from fashionrec.neighbors import blocked_topk, self_topk  # noqa: E402
 from fashionrec.precision import cpu_has_native_bf16  # noqa: E402
 from fashionrec.training import train_pairs  # noqa: E402
+from fashionrec.triplets import build_triplets  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 GROUP_SHARES = {"tops": 0.30, "bottoms": 0.23, "shoes": 0.27, "bags": 0.20}  # the real sample's mix
@@ -120,17 +124,46 @@ def bench_embedding(backbone: str, paths: list[str], rounds: int = 2) -> dict:
     }
 
 
+# Filtered outfit sizes of the real Polyvore release (nondisjoint/valid.json mapped to the four
+# groups, outfits with at least two items): 1,654 of 2, 1,333 of 3, 941 of 4, 76 of 5, 16 larger.
+OUTFIT_SIZES = {2: 1654, 3: 1333, 4: 941, 5: 76, 6: 16}
+
+
+def outfit_triplets(items: int, triplets: int, seed: int = 1) -> pl.DataFrame:
+    """The product's own triplets (``build_triplets``) from random outfits of the real size mix."""
+    rng = np.random.default_rng(seed)
+    sizes, weights = zip(*OUTFIT_SIZES.items())
+    p = np.array(weights) / sum(weights)
+    mean_triplets = sum(w * n * (n - 1) / 2 for n, w in zip(sizes, p))
+    n_outfits = int(triplets / mean_triplets * 1.05) + 1
+    rows = []
+    for o in range(n_outfits):
+        members = rng.choice(items, size=rng.choice(sizes, p=p), replace=False)
+        rows += [(f"o{o}", f"{m}", k + 1) for k, m in enumerate(members)]
+    outfits = pl.DataFrame(rows, schema=[S.SET_ID, S.ITEM_ID, "index"], orient="row")
+    catalogue = pl.DataFrame({S.ITEM_ID: [f"{i}" for i in range(items)],
+                              S.GROUP: [GROUPS[i % len(GROUPS)] for i in range(items)]})
+    return build_triplets(outfits, catalogue, TripletConfig(seed=seed)).head(triplets)
+
+
 def bench_training(items: int, triplets: int, rounds: int = 2) -> dict:
-    """The slides' Dataset/DataLoader loop vs index tensors, same pairs, one epoch each round."""
+    """The slides' Dataset/DataLoader loop vs index tensors, same pairs, one epoch each round.
+
+    The triplets are the product's own, from outfits of the real release's size mix; the pairs
+    are the slides' (anchor, positive, 1) and (anchor, negative, 0). The slides shuffle pairs;
+    ours keeps an outfit's pairs in one batch, where its items are projected once.
+    """
     x = torch.from_numpy(unit_vectors(items, 2048, seed=1))
-    rng = np.random.default_rng(1)
-    trip = rng.integers(0, items, (triplets, 3))
+    t = outfit_triplets(items, triplets)
+    trip = np.stack([t[c].cast(pl.Int64).to_numpy() for c in (S.ANCHOR, S.POSITIVE, S.NEGATIVE)], axis=1)
+    triplets = len(trip)
     ids = [f"{i}" for i in range(items)]
     features = {ids[i]: x[i] for i in range(items)}
     named = [(ids[a], ids[p], ids[n]) for a, p, n in trip]
     first = np.repeat(trip[:, 0], 2)
     second = trip[:, 1:].ravel()
     labels = np.tile(np.array([1, 0], np.float32), triplets)
+    groups = np.repeat(t[S.SET_ID].rank("dense").to_numpy(), 2)  # an outfit's pairs in one batch
     config = TrainConfig(epochs=1, lr=1e-4, batch_size=1024, device="cpu")
     t_naive = t_ours = 0.0
     loss_naive, loss_ours = [], []
@@ -143,7 +176,7 @@ def bench_training(items: int, triplets: int, rounds: int = 2) -> dict:
         torch.manual_seed(r)
         model = CompatibilityMLP()
         s = time.perf_counter()
-        loss_ours += train_pairs(model, x, first, second, labels, config)
+        loss_ours += train_pairs(model, x, first, second, labels, config, groups=groups)
         t_ours += time.perf_counter() - s
     pairs = 2 * triplets * rounds
     return {

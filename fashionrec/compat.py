@@ -61,6 +61,47 @@ class CompatibilityMLP(nn.Module):
         x = torch.cat([x1, x2], dim=1)
         return self.fc[2](self.fc[1](self.fc[0](x)))
 
+    def logits_indexed(self, x: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """``logits(x[first], x[second])`` with the first layer applied once per distinct item.
+
+        The first layer on ``concat(a, b)`` is ``W_a a + W_b b + bias``: each distinct item of the
+        batch is projected once per side it appears on, then the pairs add the projections. A batch
+        of triplets' pairs (a, p) and (a, n) thus projects 3 items for 2 pairs instead of 4, and
+        the items of an outfit, paired many times, are projected once. Same function and
+        gradients as ``logits``; the cost falls with the number of distinct items.
+        """
+        ua, inv_a = torch.unique(first, return_inverse=True)
+        ub, inv_b = torch.unique(second, return_inverse=True)
+        layer = self.fc[0]
+        hidden = _PairFirstLayer.apply(x[ua], x[ub], layer.weight, layer.bias, inv_a, inv_b)
+        return self.fc[2](self.fc[1](hidden))
+
+
+class _PairFirstLayer(torch.autograd.Function):
+    """``(W_a xa + bias)[inv_a] + (W_b xb)[inv_b]`` where ``W = [W_a | W_b]``.
+
+    Written as a function so that the backward pass builds the weight's gradient in one piece,
+    ``[ga^T xa | gb^T xb]``, instead of two zero-filled full-size gradients of weight slices
+    added together.
+    """
+
+    @staticmethod
+    def forward(ctx, xa, xb, weight, bias, inv_a, inv_b):
+        d = xa.shape[1]
+        pa = torch.addmm(bias, xa, weight[:, :d].T)
+        pb = xb @ weight[:, d:].T
+        ctx.save_for_backward(xa, xb, inv_a, inv_b)
+        ctx.rows = (pa.shape[0], pb.shape[0])
+        return pa[inv_a] + pb[inv_b]
+
+    @staticmethod
+    def backward(ctx, grad):
+        xa, xb, inv_a, inv_b = ctx.saved_tensors
+        grad = grad.to(xa.dtype)
+        ga = grad.new_zeros((ctx.rows[0], grad.shape[1])).index_add_(0, inv_a, grad)
+        gb = grad.new_zeros((ctx.rows[1], grad.shape[1])).index_add_(0, inv_b, grad)
+        return None, None, torch.cat([ga.T @ xa, gb.T @ xb], dim=1), grad.sum(0), None, None
+
 
 class DecomposedScorer:
     """Scores (a, b) pairs of a CompatibilityMLP from per-item projections.

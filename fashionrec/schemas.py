@@ -99,6 +99,7 @@ TRIPLETS_SCHEMA = pa.schema(
         pa.field(ANCHOR, pa.string(), nullable=False),
         pa.field(POSITIVE, pa.string(), nullable=False),
         pa.field(NEGATIVE, pa.string(), nullable=False),
+        pa.field(SET_ID, pa.string(), nullable=False),  # the outfit of (anchor, positive)
     ]
 )
 

@@ -29,12 +29,16 @@ from fashionrec.precision import resolve_device
 log = logging.getLogger(__name__)
 
 
-def pair_indices(triplets: pl.DataFrame, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def pair_indices(
+    triplets: pl.DataFrame, index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Triplets -> (first, second, label) index arrays over the vector matrix.
 
     Each triplet gives (anchor, positive, 1) and (anchor, negative, 0), in both orders so that
-    the model learns a symmetric relation. Triplets with an item lacking a vector are dropped
-    and counted.
+    the model learns a symmetric relation. The fourth array names each pair's outfit (its
+    triplet's where the triplets carry no SET_ID), so that batches keep an outfit's pairs
+    together (``batch_orders``): its items are then projected once for all their pairs.
+    Triplets with an item lacking a vector are dropped and counted.
     """
     a = triplets[S.ANCHOR].replace_strict(index, default=-1, return_dtype=pl.Int64).to_numpy()
     p = triplets[S.POSITIVE].replace_strict(index, default=-1, return_dtype=pl.Int64).to_numpy()
@@ -44,7 +48,12 @@ def pair_indices(triplets: pl.DataFrame, index: dict[str, int]) -> tuple[np.ndar
     first = np.concatenate([a, p, a, n])
     second = np.concatenate([p, a, n, a])
     labels = np.concatenate([np.ones(2 * len(a)), np.zeros(2 * len(a))]).astype(np.float32)
-    return first, second, labels, int((~keep).sum())
+    if S.SET_ID in triplets.columns:  # an outfit's triplets share items: one batch projects them once
+        outfit = triplets[S.SET_ID].rank("dense").to_numpy()[keep]
+    else:
+        outfit = np.arange(len(a))
+    groups = np.tile(outfit, 4)
+    return first, second, labels, groups, int((~keep).sum())
 
 
 @dataclass
@@ -78,23 +87,37 @@ def fit_compat(
         return FitResult(ta.model, ta.info, ta.epoch_losses, ta.pairs, ta.dropped_triplets, ta.seconds)
     if vectors.vectors.shape[0] == 0:
         raise ModelError("no item has a vector: embed the catalogue before training")
-    first, second, labels, dropped = pair_indices(triplets, vectors.index_of())
+    first, second, labels, groups, dropped = pair_indices(triplets, vectors.index_of())
     if len(labels) == 0:
         raise CatalogError("no training pairs: the outfits hold no two filtered items with vectors")
     torch.manual_seed(config.seed)
     dim = vectors.vectors.shape[1]
     model = CompatibilityMLP(dim, config.hidden_dim)
     start = time.perf_counter()
-    losses = train_pairs(model, vectors.vectors, first, second, labels, config, on_epoch)
+    losses = train_pairs(model, vectors.vectors, first, second, labels, config, on_epoch, groups)
     info = CompatModelInfo(backbone=backbone, encoder_key=vectors.encoder_key, embed_dim=dim,
                            hidden_dim=config.hidden_dim)
     return FitResult(model, info, losses, len(labels), dropped, time.perf_counter() - start)
 
 
-def batch_orders(n_pairs: int, config: TrainConfig) -> list[torch.Tensor]:
-    """The shuffled pair order of each epoch (seeded by ``config.seed``)."""
+def batch_orders(n_pairs: int, config: TrainConfig, groups: np.ndarray | None = None) -> list[torch.Tensor]:
+    """The shuffled pair order of each epoch (seeded by ``config.seed``).
+
+    With ``groups`` (one id per pair, e.g. its triplet), the groups are shuffled and the pairs of
+    a group stay next to each other, so a batch holds whole triplets: their anchor is projected
+    once for its positive and its negative pair (``CompatibilityMLP.logits_indexed``).
+    """
     gen = torch.Generator().manual_seed(config.seed)
-    return [torch.randperm(n_pairs, generator=gen) for _ in range(config.epochs)]
+    if groups is None:
+        return [torch.randperm(n_pairs, generator=gen) for _ in range(config.epochs)]
+    codes = torch.as_tensor(np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1), dtype=torch.long)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    orders = []
+    for _ in range(config.epochs):
+        rank = torch.empty(n_groups, dtype=torch.long)
+        rank[torch.randperm(n_groups, generator=gen)] = torch.arange(n_groups)
+        orders.append(torch.sort(rank[codes], stable=True).indices)
+    return orders
 
 
 def train_pairs(
@@ -105,12 +128,15 @@ def train_pairs(
     labels: np.ndarray,
     config: TrainConfig,
     on_epoch: Callable[[int, float], None] | None = None,
+    groups: np.ndarray | None = None,
 ) -> list[float]:
     """Adam + BCE over the pairs (vectors[first[i]], vectors[second[i]]) -> labels[i].
 
     The vectors live in one tensor on the training device and the pairs are index tensors
-    there too: a batch is two gathers, with no per-pair Python and no host-device copy. Returns
-    the mean loss of each epoch; the model ends in eval mode on the CPU.
+    there too: a batch is index arithmetic, with no per-pair Python and no host-device copy, and
+    the first layer runs once per distinct item of the batch (``logits_indexed``). ``groups``
+    keeps each group's pairs (a triplet's) in one batch (``batch_orders``). Returns the mean loss
+    of each epoch; the model ends in eval mode on the CPU.
     """
     device = resolve_device(config.device)
     x = torch.as_tensor(vectors, dtype=torch.float32).to(device)
@@ -118,20 +144,21 @@ def train_pairs(
     ib = torch.as_tensor(second, dtype=torch.long).to(device)
     y = torch.as_tensor(labels, dtype=torch.float32).to(device)
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel per step over all parameters (same update as the loop of ops)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     loss_fn = torch.nn.BCEWithLogitsLoss()  # BCE on the sigmoid output, computed stably
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16_autocast else contextlib.nullcontext()
     )
     losses: list[float] = []
-    for epoch, order in enumerate(batch_orders(len(y), config)):
+    for epoch, order in enumerate(batch_orders(len(y), config, groups)):
         order = order.to(device)
         total = torch.zeros((), device=device)  # summed on the device: no sync per batch
         batches = 0
         for s in range(0, len(order), config.batch_size):
             b = order[s : s + config.batch_size]
             with autocast:
-                logits = model.logits(x[ia[b]], x[ib[b]]).squeeze(1)
+                logits = model.logits_indexed(x, ia[b], ib[b]).squeeze(1)
             loss = loss_fn(logits.float(), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()

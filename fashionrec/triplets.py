@@ -48,7 +48,9 @@ def positive_pairs(outfits: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
 def build_triplets(
     outfits: pl.DataFrame, items: pl.DataFrame, config: TripletConfig = TripletConfig()
 ) -> pl.DataFrame:
-    """Triplets (ANCHOR, POSITIVE, NEGATIVE) for the outfits' filtered items.
+    """Triplets (ANCHOR, POSITIVE, NEGATIVE, SET_ID) for the outfits' filtered items.
+
+    SET_ID names the outfit of the positive pair; training keeps an outfit's triplets in one batch.
 
     ``items`` holds the filtered catalogue (ITEM_ID, GROUP). Negatives never belong to the
     anchor's outfit; with ``same_group`` they share the positive's group.
@@ -60,7 +62,9 @@ def build_triplets(
         )
     pairs = positive_pairs(outfits, items)
     if pairs.height == 0:
-        return pl.DataFrame(schema={S.ANCHOR: pl.String, S.POSITIVE: pl.String, S.NEGATIVE: pl.String})
+        return pl.DataFrame(
+            schema={S.ANCHOR: pl.String, S.POSITIVE: pl.String, S.NEGATIVE: pl.String, S.SET_ID: pl.String}
+        )
     rng = np.random.default_rng(config.seed)
     # Integer codes: items of the pool (negatives come from it) and outfits. A (outfit, item)
     # membership is one int64 key, so the "negative inside the anchor's outfit" check is a
@@ -113,6 +117,7 @@ def build_triplets(
             S.ANCHOR: pairs[S.ANCHOR],
             S.POSITIVE: pairs[S.POSITIVE],
             S.NEGATIVE: pool_ids.gather(negatives).alias(S.NEGATIVE),
+            S.SET_ID: pairs[S.SET_ID].cast(pl.String),  # the positive pair's outfit
         }
     )
     log.info("built %d triplets from %d outfits (%s negatives)", triplets.height,

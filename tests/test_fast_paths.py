@@ -258,3 +258,31 @@ def test_self_topk_matches_blocked_topk_on_real_valued_vectors():
     ref_idx, ref_val = blocked_topk(x, x, 7, block_size=50, exclude_self=True)
     np.testing.assert_allclose(val, ref_val, atol=1e-6)
     assert (idx == ref_idx).mean() > 0.99  # only last-bit near-ties may swap
+
+
+def test_outfit_batches_keep_each_outfit_together_and_cover_every_pair():
+    groups = np.repeat(np.array([7, 3, 9, 3, 5]), [4, 2, 6, 2, 1])  # outfit 3 appears twice, apart
+    config = TrainConfig(epochs=2, batch_size=4, device="cpu")
+    for order in batch_orders(len(groups), config, groups):
+        assert sorted(order.tolist()) == list(range(len(groups)))
+        seen = groups[order.numpy()]
+        runs = [g for i, g in enumerate(seen) if i == 0 or g != seen[i - 1]]
+        assert len(runs) == len(set(runs)) == 4  # each outfit's pairs form one contiguous run
+
+
+def test_pairs_projected_once_per_item_give_the_concat_forward_and_gradients():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(12, 8, generator=g)
+    first = torch.tensor([0, 0, 1, 5, 5, 5, 11, 0])  # repeated items on both sides
+    second = torch.tensor([1, 2, 0, 3, 3, 4, 0, 11])
+    torch.manual_seed(0)
+    a = CompatibilityMLP(8, 6)
+    b = CompatibilityMLP(8, 6)
+    b.load_state_dict(a.state_dict())
+    out_a = a.logits(x[first], x[second])
+    out_b = b.logits_indexed(x, first, second)
+    torch.testing.assert_close(out_b, out_a)
+    (out_a.sin().sum()).backward()
+    (out_b.sin().sum()).backward()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(q.grad, p.grad)

@@ -46,8 +46,8 @@ def test_triplets_follow_the_outfits(pipeline):
         set_of = outfits.group_by("item_id").agg(pl.col("set_id"))
         sets = dict(zip(set_of["item_id"].to_list(), set_of["set_id"].to_list()))
         group = dict(zip(items["item_id"].to_list(), items["category"].to_list()))
-        for a, p, n in t.iter_rows():
-            assert set(sets[a]) & set(sets[p]), "positives share an outfit"
+        for a, p, n, set_id in t.iter_rows():
+            assert set_id in set(sets[a]) & set(sets[p]), "positives share the named outfit"
             assert not set(sets[a]) & set(sets.get(n, [])), "negatives come from outside the outfit"
             assert n in group, "negatives are filtered items"
             if sampler == "same_group":
