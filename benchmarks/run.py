@@ -93,7 +93,7 @@ def bench_embedding(backbone: str, paths: list[str], rounds: int = 2) -> dict:
     """The slides' loop (PIL open, transform, batch of 1, fp32) vs ``encode_images``."""
     encoder = get_encoder(backbone)
     plain = copy.deepcopy(encoder.model).to(memory_format=torch.contiguous_format)  # the slides' model
-    config = EmbedConfig(backbone=backbone, batch_size=32, num_workers=1)
+    config = EmbedConfig(backbone=backbone)  # the product defaults
     # warm both (first-call allocations, oneDNN primitive caches)
     naive.embed_naive(paths[:2], plain, encoder.preset)
     encode_images(paths[:4], encoder, config)
@@ -332,7 +332,7 @@ def print_table(rows: list[tuple[str, str, str, str, str, str]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=32, help="JPEG photos per embedding row")
+    ap.add_argument("--images", type=int, default=64, help="JPEG photos per embedding row")
     ap.add_argument("--photo-size", default="1000x1333", help="the photos' width x height")
     ap.add_argument("--train-items", type=int, default=5000)
     ap.add_argument("--train-triplets", type=int, default=6144, help="pairs per round = 2 x this")

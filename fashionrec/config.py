@@ -21,10 +21,16 @@ MLFLOW_EXPERIMENT = "fashionrec"
 MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` (and `make serve`) serve: run links point here
 
 
+CPU_FORWARD_BATCH = 8  # EmbedConfig.forward_batch's auto value on a CPU
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     backbone: str = "resnet50"  # one of BACKBONES; the design uses ResNet50 (2048-d)
-    batch_size: int = 32  # images per forward pass
+    batch_size: int = 32  # images decoded and moved to the device together
+    # images per forward pass; 0 = auto: 8 on a CPU (batches that stay in its caches: 32 was
+    # slower than 8 on the 2-core benchmark machine), the whole batch on CUDA
+    forward_batch: int = 0
     shard_size: int = 512  # images per shard: one Prefect task and one Parquet part each
     num_workers: int = 0  # DataLoader decoding processes (0 = decode in the calling process)
     image_size: int = 224  # centre-crop size fed to the CNN
@@ -42,10 +48,10 @@ class EmbedConfig:
             raise ConfigError(
                 f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
             )
-        if self.shard_size < 1 or self.batch_size < 1:
+        if self.shard_size < 1 or self.batch_size < 1 or self.forward_batch < 0:
             from fashionrec.errors import ConfigError
 
-            raise ConfigError("batch_size and shard_size must be at least 1")
+            raise ConfigError("batch_size and shard_size must be at least 1, forward_batch at least 0")
 
 
 @dataclass(frozen=True)

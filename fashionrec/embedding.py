@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from fashionrec import schemas as S
 from fashionrec.backbones import Encoder, get_encoder
 from fashionrec.backbones import encoder_key as encoder_key_of
-from fashionrec.config import EmbedConfig
+from fashionrec.config import CPU_FORWARD_BATCH, EmbedConfig
 from fashionrec.images import ImageRejected, load_image, sha256_file
 from fashionrec.precision import choose_autocast, resolve_device
 
@@ -196,8 +196,9 @@ def encode_images(
 
     Worker processes (``config.num_workers``) decode, JPEG draft mode shrinks large sources
     while decoding, and batches of uint8 crops travel to the device (pinned, non-blocking on
-    CUDA) where they are normalised and run channels_last under ``inference_mode``, in the
-    low precision ``config.precision`` allows once it passes the accuracy check.
+    CUDA) where they are normalised and run under ``inference_mode`` (channels_last on CUDA;
+    forward passes of ``config.forward_batch`` images), in the low precision
+    ``config.precision`` allows once it passes the accuracy check.
     """
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
@@ -213,8 +214,14 @@ def encode_images(
         persistent_workers=False,
     )
 
+    # CUDA: channels_last feeds the tensor cores. CPU: the default layout and small forward
+    # batches, measured faster there (channels_last slowed the depthwise convolutions of lite0).
+    layout = torch.channels_last if cuda else torch.contiguous_format
+    step = config.forward_batch or (config.batch_size if cuda else CPU_FORWARD_BATCH)
+
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return model(preset.normalize(x).contiguous(memory_format=torch.channels_last))
+        x = preset.normalize(x).contiguous(memory_format=layout)
+        return torch.cat([model(x[s : s + step]) for s in range(0, x.shape[0], step)])
 
     vectors: dict[int, np.ndarray] = {}
     rejects: dict[int, str] = {}

@@ -211,6 +211,26 @@ def test_bf16_embedding_of_real_network_passes_or_falls_back(tmp_path):
     assert min(cos) >= 0.99
 
 
+def test_forward_batches_split_the_decoded_batch_without_changing_vectors(tmp_path):
+    from fashionrec.backbones import get_encoder
+    from fashionrec.embedding import encode_images
+
+    paths = []
+    for i in range(7):
+        Image.effect_mandelbrot((90, 120), (-2 + i / 10, -1.5, 1, 1.5), 30).convert("RGB").save(tmp_path / f"{i}.jpg")
+        paths.append(str(tmp_path / f"{i}.jpg"))
+    encoder = get_encoder("efficientnet_lite0")
+    whole, _ = encode_images(paths, encoder, EmbedConfig(backbone="efficientnet_lite0", precision="fp32",
+                                                         batch_size=7, forward_batch=7))
+    split, _ = encode_images(paths, encoder, EmbedConfig(backbone="efficientnet_lite0", precision="fp32",
+                                                         batch_size=7, forward_batch=3))
+    assert sorted(split) == list(range(7))
+    for i in range(7):
+        np.testing.assert_allclose(split[i], whole[i], atol=1e-5)
+    with pytest.raises(ConfigError):
+        EmbedConfig(forward_batch=-1)
+
+
 def test_batched_normalisation_equals_the_eval_preset(tmp_path):
     Image.effect_mandelbrot((300, 400), (-2, -1.5, 1, 1.5), 50).convert("RGB").save(tmp_path / "m.png")
     preset = EvalPreset()
