@@ -25,8 +25,9 @@ from fashionrec.images import EvalPreset
 
 log = logging.getLogger(__name__)
 
-# Bump when preprocessing or pooling changes: vectors of different versions never mix.
-EMBEDDING_VERSION = 1
+# Bump when preprocessing, pooling or what a part stores changes: versions never mix.
+# 2: each image also stores its colour descriptor (fashionrec.colour, ColourSpec defaults).
+EMBEDDING_VERSION = 2
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Encoder:
     dim: int
     model: nn.Module
     preset: EvalPreset
+    quantizable: bool = False  # int8 keeps its vectors (cosine to fp32 >= 0.99): worth trying on CPUs
 
     @property
     def key(self) -> str:
@@ -73,6 +75,7 @@ def _resnet50(pretrained: bool) -> Encoder:
         dim=2048,
         model=model,
         preset=EvalPreset(),
+        quantizable=True,
     )
 
 

@@ -85,8 +85,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
     backbone = args.backbone or _champion_backbone(str(args.data)) or EmbedConfig.backbone
     manifest = with_runner(nightly_refresh, _runner_config(args))(
-        catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k, split=args.split,
-        max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout,
+        catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k,
+        colour_weight=args.colour_weight, split=args.split, max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout,
     )
     print(json.dumps(manifest, indent=2) if args.json else
           f"published run {manifest['run_id']}: {manifest['items_published']} items, "
@@ -167,11 +167,13 @@ def cmd_evaluate_similar(args: argparse.Namespace) -> int:
     from fashionrec.evaluation import evaluate_similar
 
     table = read_shop_table(args.catalog)
-    report = evaluate_similar(args.data, table.rows, args.label_column, k=args.k, id_column=table.spec.id_column)
+    report = evaluate_similar(args.data, table.rows, args.label_column, k=args.k, id_column=table.spec.id_column,
+                              half=args.half)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps(report.to_dict() | {"half": args.half}))
     else:
-        print(f"similar items of run {report.run_id} ({report.items} items), precision@{report.k}:")
+        which = f"the query items of half {args.half} " if args.half else ""
+        print(f"similar items of run {report.run_id} ({which}{report.items} items), precision@{report.k}:")
         for column, r in report.by_label.items():
             print(f"  {column:<20} {r.precision:.3f}  (random neighbours of the same group: {r.chance:.3f}; "
                   f"{r.queries} items with a label)")
@@ -228,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("refresh", help="recompute and publish the similar and compatible tables")
     catalog_args(r, None)
     r.add_argument("-k", type=int, default=TopKConfig.k)
+    r.add_argument("--colour-weight", type=float, default=TopKConfig.colour_weight,
+                   help="share of the colour match in the similar items' score, 0 = the CNN alone "
+                   "(default: %(default)s)")
     r.add_argument("--max-reject-share", type=float, default=PublishConfig.max_reject_share,
                    help="fail without publishing when more than this share of items is rejected (default: %(default)s)")
     r.add_argument("--lock-timeout", type=float, default=PublishConfig.lock_timeout_s,
@@ -279,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--label-column", action="append", required=True,
                     help="a column of the export to count a neighbour right by (repeatable)")
     es.add_argument("-k", type=int, default=TopKConfig.k)
+    es.add_argument("--half", choices=("a", "b"), default=None,
+                    help="score only the items of this half of the catalogue (by a hash of the id; "
+                    "neighbours still come from all items): tune on one half, report on the other")
     es.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="data dir (default: %(default)s)")
     es.add_argument("--json", action="store_true", help="print the result as JSON")
     es.set_defaults(func=cmd_evaluate_similar)

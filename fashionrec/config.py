@@ -37,7 +37,8 @@ class EmbedConfig:
     resize_size: int = 256  # shorter side before the centre crop (torchvision's eval preset)
     # "auto": bf16 autocast on CPUs with native bf16 and fp16 on CUDA, each kept only if it
     # passes the accuracy check (cosine >= 0.99, top-10 overlap >= 0.9) on the first batch, else
-    # fp32; "fp32" never lowers precision; "bf16"/"fp16" try that dtype (still checked)
+    # fp32; on other x86 CPUs int8 for ResNet50 (calibrated on the first batch, same check);
+    # "fp32" never lowers precision; "bf16"/"fp16"/"int8" try that one (still checked)
     precision: str = "auto"
     device: str = "auto"  # "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:N"
 
@@ -102,6 +103,16 @@ def default_negatives(model: str) -> str:
 class TopKConfig:
     k: int = 10  # neighbours kept per item (and per other group for compatible items)
     block_size: int = 1024  # query rows scored at once: memory is block_size x N floats
+    # similar items: share w of the colour descriptor's cosine in the similarity, the CNN's
+    # taking 1 - w (0 = CNN only). Tuned on half of a real shop sample (the largest w that costs
+    # the same-kind precision@10 at most 0.02 there): benchmarks/retrieval_quality.sh
+    colour_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.colour_weight <= 1.0:
+            from fashionrec.errors import ConfigError
+
+            raise ConfigError(f"colour_weight must be between 0 and 1, not {self.colour_weight}")
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from fashionrec import schemas as S
 from fashionrec.backbones import Encoder, get_encoder
 from fashionrec.backbones import encoder_key as encoder_key_of
+from fashionrec.colour import COLOUR_DIM, colour_histogram
 from fashionrec.config import CPU_FORWARD_BATCH, EmbedConfig
 from fashionrec.images import ImageRejected, load_image, sha256_file
-from fashionrec.precision import choose_autocast, resolve_device
+from fashionrec.precision import choose_autocast, choose_int8, resolve_device, wants_int8
 
 log = logging.getLogger(__name__)
 
@@ -174,31 +175,33 @@ class _ImageDataset(Dataset):
     def __getitem__(self, i: int):
         try:
             img = load_image(self.paths[i], draft_size=self.draft_size)
-            return i, self.transform(img), ""
+            # the colour of the whole product (not the centre crop), beside the CNN's input
+            return i, self.transform(img), colour_histogram(img), ""
         except ImageRejected as exc:
-            return i, None, exc.reason
+            return i, None, None, exc.reason
         except Exception as exc:  # a decoder bug must not cost the whole shard
-            return i, None, f"unreadable: {type(exc).__name__}: {exc}"
+            return i, None, None, f"unreadable: {type(exc).__name__}: {exc}"
 
 
 def _collate(batch):
-    idx = [b[0] for b in batch if b[1] is not None]
-    tensors = [b[1] for b in batch if b[1] is not None]
-    rejects = [(b[0], b[2]) for b in batch if b[1] is None]
-    x = torch.stack(tensors) if tensors else None
-    return idx, x, rejects
+    ok = [b for b in batch if b[1] is not None]
+    rejects = [(b[0], b[3]) for b in batch if b[1] is None]
+    x = torch.stack([b[1] for b in ok]) if ok else None
+    return [b[0] for b in ok], x, [b[2] for b in ok], rejects
 
 
 def encode_images(
-    paths: list[str], encoder: Encoder, config: EmbedConfig
+    paths: list[str], encoder: Encoder, config: EmbedConfig, colours: dict[int, np.ndarray] | None = None
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     """Embed ``paths``; return {position: L2-normalised vector} and {position: reject reason}.
+    ``colours``, where given, receives {position: colour descriptor} (``fashionrec.colour``).
 
     Worker processes (``config.num_workers``) decode, JPEG draft mode shrinks large sources
     while decoding, and batches of uint8 crops travel to the device (pinned, non-blocking on
     CUDA) where they are normalised and run under ``inference_mode`` (channels_last on CUDA;
     forward passes of ``config.forward_batch`` images), in the low precision
-    ``config.precision`` allows once it passes the accuracy check.
+    ``config.precision`` allows once it passes the accuracy check (bf16/fp16 autocast, or an
+    int8 copy of a quantizable backbone on x86 CPUs, calibrated on the first batch).
     """
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
@@ -219,25 +222,33 @@ def encode_images(
     layout = torch.channels_last if cuda else torch.contiguous_format
     step = config.forward_batch or (config.batch_size if cuda else CPU_FORWARD_BATCH)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x = preset.normalize(x).contiguous(memory_format=layout)
-        return torch.cat([model(x[s : s + step]) for s in range(0, x.shape[0], step)])
+    def run(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(x[s : s + step]) for s in range(0, x.shape[0], step)])
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return preset.normalize(x).contiguous(memory_format=layout)
 
     vectors: dict[int, np.ndarray] = {}
     rejects: dict[int, str] = {}
     dtype: torch.dtype | None = None
+    net = model
     checked = False
     with torch.inference_mode():
-        for idx, x, bad in loader:
+        for idx, x, hists, bad in loader:
             rejects.update(dict(bad))
+            if colours is not None:
+                colours.update(zip(idx, hists))
             if x is None:
                 continue
             x = x.to(device, non_blocking=cuda)
             if not checked:  # first batch: is low precision good enough on these images?
-                dtype, _ = choose_autocast(forward, x, device, config.precision, encoder.key)
+                dtype, _ = choose_autocast(lambda b: run(model, prepare(b)), x, device, config.precision, encoder.key)
+                if dtype is None and wants_int8(config.precision, device, encoder.quantizable):
+                    quantized, _ = choose_int8(model, run, prepare(x), encoder.key)
+                    net = quantized or model
                 checked = True
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                out = forward(x)
+                out = run(net, prepare(x))
             out = torch.nn.functional.normalize(out.float(), dim=1).cpu().numpy()
             for j, i in enumerate(idx):
                 vectors[i] = out[j]
@@ -259,7 +270,8 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
     items = pl.read_parquet(shard.items_path)
     encoder = get_encoder(shard.encoder_name)
     start = time.perf_counter()
-    vectors, reasons = encode_images(items[S.IMAGE].to_list(), encoder, config)
+    colours: dict[int, np.ndarray] = {}
+    vectors, reasons = encode_images(items[S.IMAGE].to_list(), encoder, config, colours)
     seconds = time.perf_counter() - start
     ids, shas, images = items[S.ITEM_ID].to_list(), items[S.IMAGE_SHA256].to_list(), items[S.IMAGE].to_list()
     for i in [i for i in vectors if shas[i] is None]:  # readable now, but not when hashed
@@ -267,14 +279,16 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
         reasons[i] = "unreadable when hashed (transient I/O error?); retried on the next run"
     ok = sorted(vectors)
     flat = np.stack([vectors[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
+    hues = np.stack([colours[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
     table = pa.table(
         {
             S.ITEM_ID: [ids[i] for i in ok],
             S.IMAGE_SHA256: [shas[i] for i in ok],
             S.BACKBONE: [encoder.key] * len(ok),
             S.VECTOR: pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), encoder.dim),
+            S.COLOUR: pa.FixedSizeListArray.from_arrays(pa.array(hues, pa.float32()), COLOUR_DIM),
         },
-        schema=S.embeddings_schema(encoder.dim),
+        schema=S.embeddings_schema(encoder.dim, COLOUR_DIM),
     )
     rej = pa.table(
         {
@@ -332,6 +346,7 @@ class ItemVectors:
     items: pl.DataFrame  # ITEM_ID, GROUP (and whatever else the items had), sorted by ITEM_ID
     vectors: np.ndarray  # (len(items), dim) float32, L2-normalised
     encoder_key: str
+    colours: np.ndarray | None = None  # (len(items), COLOUR_DIM) colour descriptors, where stored
 
     def index_of(self) -> dict[str, int]:
         return {item_id: i for i, item_id in enumerate(self.items[S.ITEM_ID].to_list())}
@@ -351,7 +366,7 @@ def load_item_vectors(
     if parts and shas:
         dataset = ds.dataset(parts, format="parquet")
         table = dataset.to_table(
-            columns=[S.IMAGE_SHA256, S.VECTOR], filter=ds.field(S.IMAGE_SHA256).isin(shas)
+            columns=[S.IMAGE_SHA256, S.VECTOR, S.COLOUR], filter=ds.field(S.IMAGE_SHA256).isin(shas)
         )
     else:
         table = pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
@@ -360,14 +375,21 @@ def load_item_vectors(
     joined = hashed_items.join(store, on=S.IMAGE_SHA256, how="left").sort(S.ITEM_ID)
     found = joined.filter(pl.col("_row").is_not_null())
     missing = joined.filter(pl.col("_row").is_null()).drop("_row")
+    colours = None
     if found.height:
-        col = table.column(S.VECTOR).combine_chunks()
-        dim = col.type.list_size
-        all_vecs = col.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-        vectors = np.ascontiguousarray(all_vecs[found["_row"].to_numpy()], dtype=np.float32)
+        rows = found["_row"].to_numpy()
+        vectors = _fixed_rows(table.column(S.VECTOR), rows)
+        colours = _fixed_rows(table.column(S.COLOUR), rows)
     else:
         vectors = np.zeros((0, 0), np.float32)
-    return ItemVectors(found.drop("_row"), vectors, encoder_key), missing
+    return ItemVectors(found.drop("_row"), vectors, encoder_key, colours), missing
+
+
+def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a fixed-size-list column as one contiguous float32 matrix."""
+    col = column.combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
+    return np.ascontiguousarray(values[rows], dtype=np.float32)
 
 
 def read_rejects(data_dir: str | Path, encoder_key: str, item_ids: list[str]) -> pl.DataFrame:

@@ -7,6 +7,7 @@ CLI calls the second directly (it only reads published tables).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import polars as pl
 from fashionrec import schemas as S
 from fashionrec.catalog.base import Catalog
 from fashionrec.config import MLFLOW_EXPERIMENT
-from fashionrec.errors import CatalogError, PublishError
+from fashionrec.errors import CatalogError, ConfigError, PublishError
 from fashionrec.metrics import EvalResult, PrecisionAtK, precision_at_k
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,15 @@ def log_evaluation(
     return run.info.run_id
 
 
+HALVES = ("a", "b")
+
+
+def id_half(item_id: str) -> str:
+    """A stable split of a catalogue in two: "a" when the SHA-256 of the id starts with an even
+    byte, else "b" (independent of the labels and of the catalogue's order)."""
+    return HALVES[hashlib.sha256(item_id.encode()).digest()[0] % 2]
+
+
 @dataclass(frozen=True)
 class SimilarReport:
     run_id: str
@@ -96,9 +106,14 @@ def evaluate_similar(
     label_columns: Sequence[str],
     k: int = 10,
     id_column: str = S.ITEM_ID,
+    half: str | None = None,
 ) -> SimilarReport:
     """Precision@k of the published similar-items table (neighbours are within each item's
-    group) against each label column of ``labels`` (one row per item, ``id_column`` the id)."""
+    group) against each label column of ``labels`` (one row per item, ``id_column`` the id).
+
+    ``half`` ("a" or "b") scores only the query items of that half of the catalogue (``id_half``),
+    against neighbours from the whole table: tune a setting on one half, report on the other.
+    """
     from fashionrec.publish import current_run, read_table
 
     run_id = current_run(data_dir)
@@ -111,6 +126,10 @@ def evaluate_similar(
             f"{[c for c in labels.columns if not c.startswith('_')]}"
         )
     similar = read_table(data_dir, S.SIMILAR_TABLE, run_id)
+    if half is not None:
+        if half not in HALVES:
+            raise ConfigError(f"half must be one of {', '.join(HALVES)}, not {half!r}")
+        similar = similar.filter(pl.col(S.ITEM_ID).map_elements(id_half, return_dtype=pl.String) == half)
     ids = labels[id_column].cast(pl.String).str.strip_chars()
     known = similar.select(S.ITEM_ID).unique().join(pl.DataFrame({S.ITEM_ID: ids}), on=S.ITEM_ID, how="semi")
     if similar.height and known.height < 0.5 * similar[S.ITEM_ID].n_unique():

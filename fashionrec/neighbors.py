@@ -156,10 +156,27 @@ def topk_table(
     return pa.table(columns | {S.SCORE: scores.ravel().astype(np.float32)}, schema=S.COMPATIBLE_SCHEMA)
 
 
+def similarity_vectors(vectors: ItemVectors, colour_weight: float) -> np.ndarray:
+    """The vectors whose cosine ranks similar items: ``[sqrt(1 - w) cnn, sqrt(w) colour]``.
+
+    Both parts have unit norm, so the dot product of two such vectors is
+    ``(1 - w) cos(cnn) + w cos(colour)``: the kind (CNN) and the colour of the product. Without
+    stored colours, or with w = 0, the CNN vectors alone.
+    """
+    if vectors.colours is None or colour_weight <= 0 or vectors.vectors.shape[0] == 0:
+        return vectors.vectors
+    return np.concatenate(
+        [vectors.vectors * np.float32(np.sqrt(1.0 - colour_weight)),
+         vectors.colours * np.float32(np.sqrt(colour_weight))],
+        axis=1,
+    )
+
+
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:
-    """For every item, the K most similar items of its own group by cosine similarity."""
+    """For every item, the K most similar items of its own group: by the cosine of the CNN
+    vectors and colour descriptors mixed by ``config.colour_weight`` (``similarity_vectors``)."""
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    x = torch.from_numpy(vectors.vectors)
+    x = torch.from_numpy(similarity_vectors(vectors, config.colour_weight))
     frames = []
     for group, rows in _group_rows(vectors.items).items():
         xg = x[torch.from_numpy(rows)]

@@ -19,6 +19,7 @@ IMAGE_SHA256 = "image_sha256"
 # --- embeddings --------------------------------------------------------------------------------
 BACKBONE = "backbone"
 VECTOR = "vector"
+COLOUR = "colour"  # the product's colour descriptor (fashionrec.colour)
 
 # --- published tables --------------------------------------------------------------------------
 RANK = "rank"
@@ -53,14 +54,16 @@ ITEMS_SCHEMA = pa.schema(
 HASHED_ITEMS_SCHEMA = ITEMS_SCHEMA.append(pa.field(IMAGE_SHA256, pa.string()))
 
 
-def embeddings_schema(dim: int) -> pa.Schema:
-    """Schema of an embeddings part: one L2-normalised float32 vector of ``dim`` per image."""
+def embeddings_schema(dim: int, colour_dim: int) -> pa.Schema:
+    """Schema of an embeddings part, per image: the backbone's L2-normalised float32 vector of
+    ``dim`` and the product's colour descriptor of ``colour_dim`` (unit norm too)."""
     return pa.schema(
         [
             pa.field(ITEM_ID, pa.string(), nullable=False),
             pa.field(IMAGE_SHA256, pa.string(), nullable=False),
             pa.field(BACKBONE, pa.string(), nullable=False),
             pa.field(VECTOR, pa.list_(pa.float32(), dim), nullable=False),
+            pa.field(COLOUR, pa.list_(pa.float32(), colour_dim), nullable=False),
         ]
     )
 

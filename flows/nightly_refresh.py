@@ -40,6 +40,7 @@ def nightly_refresh(
     data_dir: str = "data",
     backbone: str = EmbedConfig.backbone,
     k: int = TopKConfig.k,
+    colour_weight: float = TopKConfig.colour_weight,
     split: str = "nondisjoint",
     shard_size: int = EmbedConfig.shard_size,
     keep_runs: int = PublishConfig.keep_runs,
@@ -63,7 +64,7 @@ def nightly_refresh(
             clock = now
 
         embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
-        topk_cfg = TopKConfig(k=k)
+        topk_cfg = TopKConfig(k=k, colour_weight=colour_weight)
         run_id = new_run_id()
 
         cat = load_catalog(catalog, split)  # validates the catalogue

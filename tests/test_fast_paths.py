@@ -306,3 +306,28 @@ def test_pairs_projected_once_per_item_give_the_concat_forward_and_gradients():
     (out_b.sin().sum()).backward()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(q.grad, p.grad)
+
+
+def test_int8_resnet50_keeps_its_vectors_and_lite0_is_never_quantized(tmp_path):
+    """int8 (x86 CPUs): calibrated on the first batch, kept only if it passes the check."""
+    from fashionrec.backbones import get_encoder
+    from fashionrec.embedding import encode_images
+    from fashionrec.precision import int8_engine
+
+    if int8_engine() is None:
+        pytest.skip("this torch build has no x86 quantized engine")
+    paths = []
+    for i in range(16):
+        Image.effect_mandelbrot((120, 160), (-2 + i / 20, -1.5, 1, 1.5), 20 + i).convert("RGB").save(tmp_path / f"{i}.jpg")
+        paths.append(str(tmp_path / f"{i}.jpg"))
+    for backbone, quantizable in (("resnet50_random", True), ("efficientnet_lite0", False)):
+        encoder = get_encoder(backbone)
+        assert encoder.quantizable is quantizable
+        ref, _ = encode_images(paths, encoder, EmbedConfig(backbone=backbone, precision="fp32", batch_size=16))
+        low, _ = encode_images(paths, encoder, EmbedConfig(backbone=backbone, precision="int8", batch_size=16))
+        cos = np.array([float(np.dot(ref[i], low[i])) for i in range(16)])
+        assert cos.min() >= 0.99
+        if not quantizable:  # never tried: the very fp32 vectors
+            np.testing.assert_allclose(np.stack([low[i] for i in range(16)]), np.stack([ref[i] for i in range(16)]), atol=1e-6)
+        else:
+            assert cos.min() < 1 - 1e-7, "int8 vectors differ a little from fp32"

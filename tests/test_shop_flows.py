@@ -121,6 +121,15 @@ def test_refresh_a_shop_catalogue_with_a_champion_trained_elsewhere(shop, champi
         assert out["precision_at_k"][column] == pytest.approx(hits["hit"].mean())
         assert 0 <= out["chance"][column] < out["precision_at_k"][column] <= 1
     assert out["queries"]["articleType"] == items.height and out["k"] == 5
+    # the two halves split the queries (tune on one, report on the other)
+    queries = []
+    for half in ("a", "b"):
+        assert main(["evaluate-similar", "--catalog", str(toml), "--label-column", "articleType",
+                     "-k", "5", "--data", str(champion_dir), "--json", "--half", half]) == 0
+        part = json.loads(capsys.readouterr().out)
+        assert part["half"] == half and 0 < part["queries"]["articleType"] < items.height
+        queries.append(part["queries"]["articleType"])
+    assert sum(queries) == items.height
 
     assert main(["evaluate-similar", "--catalog", str(toml), "--label-column", "colour",
                  "--data", str(champion_dir)]) == 2

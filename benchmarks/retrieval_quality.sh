@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Retrieval quality of the similar-items table on the real shop sample (issue: similar items by
+# kind and colour): refresh ../shared/data/fashion-product-images-dev through a shop.toml whose
+# groups follow the export's subCategory (tops, bottoms, shoes, bags: 3,000 items), then
+# precision@10 of the same articleType and of the same baseColour with `fashionrec
+# evaluate-similar`, on each half of the items (settings were tuned on half a; report half b).
+#
+#   benchmarks/retrieval_quality.sh [WORKDIR] [extra refresh args, e.g. --colour-weight 0]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAMPLE="${FASHIONREC_SHOP_SAMPLE:-../shared/data/fashion-product-images-dev}"
+WORK="${1:-$(mktemp -d)}"; shift || true
+PY="${PYTHON:-.venv/bin/python}"
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 PYTHONPATH="$PWD"
+[ -f "$SAMPLE/styles.csv" ] || { echo "no shop sample at $SAMPLE (see ../shared/data/README.md)"; exit 2; }
+mkdir -p "$WORK/shop"
+cp -r "$SAMPLE/styles.csv" "$SAMPLE/images" "$WORK/shop/"
+cat > "$WORK/shop/shop.toml" <<'TOML'
+[catalog]
+path = "styles.csv"
+id_column = "id"
+category_column = "subCategory"
+image = "images/{id}.jpg"
+[groups]
+tops = ["Topwear"]
+bottoms = ["Bottomwear"]
+shoes = ["Shoes", "Sandal", "Flip Flops"]
+bags = ["Bags"]
+TOML
+# a shop has no outfits: the compatible table needs a champion trained elsewhere (the sample)
+"$PY" -m fashionrec.cli sample-catalog "$WORK/sample" --items 400 >/dev/null
+"$PY" -m fashionrec.cli train --catalog "$WORK/sample" --backbone efficientnet_lite0 --epochs 5 --data "$WORK/data" >/dev/null
+start=$(date +%s)
+"$PY" -m fashionrec.cli refresh --catalog "$WORK/shop/shop.toml" --data "$WORK/data" "$@" >/dev/null
+echo "refresh of the shop sample: $(( $(date +%s) - start )) s"
+for half in a b; do
+  echo "\$ fashionrec evaluate-similar --catalog shop.toml --label-column articleType --label-column baseColour --half $half"
+  "$PY" -m fashionrec.cli evaluate-similar --catalog "$WORK/shop/shop.toml" --data "$WORK/data" \
+    --label-column articleType --label-column baseColour --half "$half"
+done
