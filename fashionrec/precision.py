@@ -188,6 +188,11 @@ def wants_int8(precision: str, device: torch.device, quantizable: bool) -> bool:
 _INT8: dict[str, tuple[torch.nn.Module | None, PrecisionCheck]] = {}
 
 
+def int8_check(cache_key: str) -> PrecisionCheck | None:
+    """The int8 check this process made for ``cache_key`` (None: int8 not tried)."""
+    return _INT8.get(cache_key, (None, None))[1]
+
+
 def choose_int8(
     model: torch.nn.Module,
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
