@@ -218,8 +218,9 @@ _PAGE = """<!DOCTYPE html>
 <header>
   <h1>fashionrec &mdash; what the shop suggests</h1>
   <div class="meta">{meta}</div>
-  <p class="legend">For each query item: its most <b>similar</b> items of the same group (cosine
-  similarity of image embeddings, 1 = same direction) and the items of each other group that
+  <p class="legend">For each query item: its most <b>similar</b> items of the same group (alike in
+  kind and colour: cosine similarity of image embeddings mixed with that of the product's colours,
+  1 = same) and the items of each other group that
   <b>go with</b> it best (the compatibility model's probability, 0&ndash;1).</p>
   {missing}
 </header>
