@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -101,13 +103,15 @@ def load_page(page: Path, screenshot: Path, width: int = 1280, timeout: float = 
     binary = find_chromium()
     if binary is None:
         raise FileNotFoundError(f"none of {', '.join(CANDIDATES)} is on PATH")
-    with tempfile.TemporaryDirectory(prefix="fashionrec-chromium-") as profile:
+    # chromium's helper processes may still write to the profile as it exits: stop its whole
+    # process group, and do not fail the test on a leftover file of the throwaway profile
+    with tempfile.TemporaryDirectory(prefix="fashionrec-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
              f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -122,12 +126,21 @@ def load_page(page: Path, screenshot: Path, width: int = 1280, timeout: float = 
             with connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout) as ws:
                 return _drive(_Session(ws), page, screenshot, width, timeout)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Terminate chromium and every helper it started (its own session), then reap it."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(0.3)  # helpers of the group exit just after the browser process
 
 
 def _drive(cdp: _Session, page: Path, screenshot: Path, width: int, timeout: float) -> PageReport:
