@@ -86,7 +86,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     backbone = args.backbone or _champion_backbone(str(args.data)) or EmbedConfig.backbone
     manifest = with_runner(nightly_refresh, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k,
-        colour_weight=args.colour_weight, split=args.split, max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout,
+        colour_weight=args.colour_weight, split=args.split, max_reject_share=args.max_reject_share,
+        lock_timeout_s=args.lock_timeout,
     )
     print(json.dumps(manifest, indent=2) if args.json else
           f"published run {manifest['run_id']}: {manifest['items_published']} items, "

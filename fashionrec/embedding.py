@@ -279,14 +279,14 @@ def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
         reasons[i] = "unreadable when hashed (transient I/O error?); retried on the next run"
     ok = sorted(vectors)
     flat = np.stack([vectors[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
-    hues = np.stack([colours[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
+    flat_colours = np.stack([colours[i] for i in ok]).astype(np.float32).ravel() if ok else np.zeros(0, np.float32)
     table = pa.table(
         {
             S.ITEM_ID: [ids[i] for i in ok],
             S.IMAGE_SHA256: [shas[i] for i in ok],
             S.BACKBONE: [encoder.key] * len(ok),
             S.VECTOR: pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), encoder.dim),
-            S.COLOUR: pa.FixedSizeListArray.from_arrays(pa.array(hues, pa.float32()), COLOUR_DIM),
+            S.COLOUR: pa.FixedSizeListArray.from_arrays(pa.array(flat_colours, pa.float32()), COLOUR_DIM),
         },
         schema=S.embeddings_schema(encoder.dim, COLOUR_DIM),
     )

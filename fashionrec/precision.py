@@ -150,22 +150,24 @@ def choose_autocast(
         with torch.autocast(device.type, dtype=dtype):
             low = forward(sample).float()
     check = check_vectors(ref.cpu(), low.cpu(), str(dtype).removeprefix("torch."))
-    chosen = dtype if check.passed else None
+    what = f"{check.dtype} autocast on {device}"
+    return _settle(_CACHE, key if cache_key is not None else None, dtype, check, what)
+
+
+def _settle(cache: dict, key, candidate, check: PrecisionCheck, what: str):
+    """Keep ``candidate`` if ``check`` passed (else None: fp32), log the verdict, and remember it
+    under ``key`` once the sample was large enough for the neighbour check."""
+    chosen = candidate if check.passed else None
     if check.passed:
-        log.info(
-            "%s autocast on %s kept: min cosine to fp32 %.4f, top-%d overlap %.3f over %d images",
-            check.dtype, device, check.min_cosine, NEIGHBOURS, check.neighbour_overlap, check.samples,
-        )
+        log.info("%s kept: min cosine to fp32 %.4f, top-%d overlap %.3f over %d images",
+                 what, check.min_cosine, NEIGHBOURS, check.neighbour_overlap, check.samples)
     else:
-        log.warning(
-            "%s autocast on %s failed the accuracy check (min cosine %.4f < %.2f or top-%d overlap "
-            "%.3f < %.2f over %d images): embedding in fp32",
-            check.dtype, device, check.min_cosine, MIN_COSINE, NEIGHBOURS, check.neighbour_overlap,
-            MIN_OVERLAP, check.samples,
-        )
-    if cache_key is not None and sample.shape[0] > NEIGHBOURS:
+        log.warning("%s failed the accuracy check (min cosine %.4f < %.2f or top-%d overlap %.3f < %.2f "
+                    "over %d images): embedding in fp32", what, check.min_cosine, MIN_COSINE, NEIGHBOURS,
+                    check.neighbour_overlap, MIN_OVERLAP, check.samples)
+    if key is not None and check.samples > NEIGHBOURS:
         with _CACHE_LOCK:
-            _CACHE[key] = (chosen, check)
+            cache[key] = (chosen, check)
     return chosen, check
 
 
@@ -226,16 +228,4 @@ def choose_int8(
     with torch.inference_mode():
         ref = forward(model, sample).float()
         low = forward(quantized, sample).float()
-    check = check_vectors(ref, low, "int8")
-    chosen = quantized if check.passed else None
-    if check.passed:
-        log.info("int8 (%s) kept: min cosine to fp32 %.4f, top-%d overlap %.3f over %d images",
-                 engine, check.min_cosine, NEIGHBOURS, check.neighbour_overlap, check.samples)
-    else:
-        log.warning("int8 failed the accuracy check (min cosine %.4f < %.2f or top-%d overlap %.3f < %.2f "
-                    "over %d images): embedding in fp32", check.min_cosine, MIN_COSINE, NEIGHBOURS,
-                    check.neighbour_overlap, MIN_OVERLAP, check.samples)
-    if sample.shape[0] > NEIGHBOURS:
-        with _CACHE_LOCK:
-            _INT8[cache_key] = (chosen, check)
-    return chosen, check
+    return _settle(_INT8, cache_key, quantized, check_vectors(ref, low, "int8"), f"int8 ({engine})")

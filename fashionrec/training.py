@@ -103,15 +103,15 @@ def fit_compat(
 def batch_orders(n_pairs: int, config: TrainConfig, groups: np.ndarray | None = None) -> list[torch.Tensor]:
     """The shuffled pair order of each epoch (seeded by ``config.seed``).
 
-    With ``groups`` (one id per pair, e.g. its triplet), the groups are shuffled and the pairs of
-    a group stay next to each other, so a batch holds whole triplets: their anchor is projected
-    once for its positive and its negative pair (``CompatibilityMLP.logits_indexed``).
+    With ``groups`` (one id per pair, e.g. its outfit), the groups are shuffled and the pairs of
+    a group stay next to each other, so a batch holds whole outfits: their items are projected
+    once for all their pairs (``CompatibilityMLP.logits_indexed``).
     """
     gen = torch.Generator().manual_seed(config.seed)
     if groups is None:
         return [torch.randperm(n_pairs, generator=gen) for _ in range(config.epochs)]
-    codes = torch.as_tensor(np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1), dtype=torch.long)
-    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    codes, n_groups = torch.as_tensor(inverse.reshape(-1), dtype=torch.long), len(names)
     orders = []
     for _ in range(config.epochs):
         rank = torch.empty(n_groups, dtype=torch.long)
@@ -135,7 +135,7 @@ def train_pairs(
     The vectors live in one tensor on the training device and the pairs are index tensors
     there too: a batch is index arithmetic, with no per-pair Python and no host-device copy, and
     the first layer runs once per distinct item of the batch (``logits_indexed``). ``groups``
-    keeps each group's pairs (a triplet's) in one batch (``batch_orders``). Returns the mean loss
+    keeps each group's pairs (an outfit's) in one batch (``batch_orders``). Returns the mean loss
     of each epoch; the model ends in eval mode on the CPU.
     """
     device = resolve_device(config.device)

@@ -62,9 +62,7 @@ def build_triplets(
         )
     pairs = positive_pairs(outfits, items)
     if pairs.height == 0:
-        return pl.DataFrame(
-            schema={S.ANCHOR: pl.String, S.POSITIVE: pl.String, S.NEGATIVE: pl.String, S.SET_ID: pl.String}
-        )
+        return pl.from_arrow(S.TRIPLETS_SCHEMA.empty_table())
     rng = np.random.default_rng(config.seed)
     # Integer codes: items of the pool (negatives come from it) and outfits. A (outfit, item)
     # membership is one int64 key, so the "negative inside the anchor's outfit" check is a
