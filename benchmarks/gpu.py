@@ -44,10 +44,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _embed_breakdown(paths: list[str], encoder, cpus: int, device: torch.device, res: dict) -> None:
+    """Where the embedding time goes: the loader alone (its processes: read and check
+    each file, colour descriptor; PIL decoding and cropping too where the GPU does not decode),
+    and the CNN alone (bf16 autocast, batch 256, channels_last)."""
+    from torch.utils.data import DataLoader
+
+    from fashionrec.embedding import _collate, _ImageDataset, wants_gpu_decode
+
+    preset = encoder.preset
+    raw = wants_gpu_decode(EmbedConfig(backbone="resnet50_random"), device)
+    loader = DataLoader(_ImageDataset(paths, preset.crop_transform(), preset.resize_size, raw), batch_size=128,
+                        num_workers=min(cpus, 16), collate_fn=_collate, pin_memory=device.type == "cuda")
+    s = time.perf_counter()
+    n = sum(len(b.crop_idx) + len(b.jpeg_idx) for b in loader)
+    res["embed_loader_only_img_s"] = n / (time.perf_counter() - s)
+    print(f"  of which the loader alone ({min(cpus, 16)} workers: {'read, check' if raw else 'decode, crop'}, colour): "
+          f"{res['embed_loader_only_img_s']:,.0f} img/s", flush=True)
+    model = encoder.model.to(device)
+    b = 256 if device.type == "cuda" else 4
+    x = torch.randint(0, 256, (b, 3, 224, 224), dtype=torch.uint8, device=device)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        for rep in range(2):  # the first is the warm-up
+            sync(device)
+            s = time.perf_counter()
+            for _ in range(8 if rep else 2):
+                model(preset.normalize(x).contiguous(memory_format=torch.channels_last))
+            sync(device)
+        res["embed_forward_only_img_s"] = 8 * b / (time.perf_counter() - s)
+    print(f"  and the CNN alone ({'bf16 autocast' if dtype else 'fp32'}, batch {b}): {res['embed_forward_only_img_s']:,.0f} img/s",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--images", type=int, default=4096)
+    # enough batches per worker for the loader to run beside the GPU (not just fill the pipeline)
+    ap.add_argument("--images", type=int, default=16384)
     ap.add_argument("--photo-size", default="500x667")
     ap.add_argument("--pairs", type=int, default=2_000_000)
     ap.add_argument("--similar-n", type=int, default=50_000)
@@ -70,18 +104,25 @@ def main() -> None:
             paths = [p for ps in pool.map(_photos, [(tmp, per, w, h, s) for s in range(cpus)]) for p in ps]
         paths = paths[: args.images]
         encoder = get_encoder("resnet50_random")
-        for precision in ("fp32", "auto"):
-            cfg = EmbedConfig(backbone="resnet50_random", batch_size=256, num_workers=min(cpus, 16),
-                              device=str(device), precision=precision)
+        runs = {}
+        for precision, decode in (("fp32", "auto"), ("auto", "auto"), ("auto", "pil")):
+            # the product's defaults on CUDA: batches of 128, one loader process per core (up to 16)
+            cfg = EmbedConfig(backbone="resnet50_random", device=str(device), precision=precision, decode=decode)
             encode_images(paths[: min(512, len(paths))], encoder, cfg)  # warm: cuDNN autotune, workers, the check
             sync(device)
             s = time.perf_counter()
             vecs, rejects = encode_images(paths, encoder, cfg)
             sync(device)
             rate = len(vecs) / (time.perf_counter() - s)
-            res[f"embed_resnet50_{precision}_img_s"] = rate
-            print(f"embed resnet50 ({precision}), {len(vecs)} JPEG {w}x{h}: {rate:,.0f} img/s "
+            name = f"embed_resnet50_{precision}" + ("_pil_decode" if decode == "pil" else "")
+            res[f"{name}_img_s"] = rate
+            where = "decoded by PIL in the workers" if decode == "pil" else "decoded on the GPU where CUDA"
+            print(f"embed resnet50 ({precision}), {len(vecs)} JPEG {w}x{h}, {where}: {rate:,.0f} img/s "
                   f"(target >= 3,000)", flush=True)
+            runs[decode] = vecs
+        res["embed_gpu_vs_pil_decode_min_cos"] = min(float(runs["auto"][i] @ runs["pil"][i]) for i in runs["pil"])
+        print(f"  vectors of GPU vs PIL decoding: min cosine {res['embed_gpu_vs_pil_decode_min_cos']:.4f}", flush=True)
+        _embed_breakdown(paths, encoder, cpus, device, res)
         model = encoder.model.to(device)
         plain = model  # the slides' loop: batch of one, fp32
         s = time.perf_counter()
@@ -106,18 +147,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     first, second = rng.integers(0, items, args.pairs), rng.integers(0, items, args.pairs)
     labels = (rng.random(args.pairs) < 0.5).astype(np.float32)
-    for bf16 in (False, True):
-        cfg = TrainConfig(epochs=1, batch_size=1024, device=str(device), bf16_autocast=bf16)
+    for bf16, graphs in ((False, True), (True, True), (False, False)):
+        cfg = TrainConfig(epochs=1, batch_size=1024, device=str(device), bf16_autocast=bf16, cuda_graphs=graphs)
         torch.manual_seed(0)
         warm = min(50_000, args.pairs)
         train_pairs(CompatibilityMLP(), x, first[:warm], second[:warm], labels[:warm], cfg)  # warm
         sync(device)
         s = time.perf_counter()
-        train_pairs(CompatibilityMLP(), x, first, second, labels, cfg)
+        loss = train_pairs(CompatibilityMLP(), x, first, second, labels, cfg)[0]
         sync(device)
         rate = args.pairs / (time.perf_counter() - s)
-        res[f"train_{'bf16' if bf16 else 'fp32'}_pairs_s"] = rate
-        print(f"train ours ({'bf16 autocast' if bf16 else 'fp32'}): {rate:,.0f} pairs/s (target >= 1.5M)", flush=True)
+        name = f"{'bf16' if bf16 else 'fp32'}{'' if graphs else '_no_graphs'}"
+        res[f"train_{name}_pairs_s"], res[f"train_{name}_loss"] = rate, loss
+        print(f"train ours ({'bf16 autocast' if bf16 else 'fp32'}, {'CUDA graphs' if graphs else 'eager'}): "
+              f"{rate:,.0f} pairs/s, loss {loss:.6f} (target >= 1.5M)", flush=True)
     ids = [str(i) for i in range(items)]
     feats = {ids[i]: x[i].to(device) for i in range(items)}
     trip = [(ids[a], ids[b], ids[c]) for a, b, c in rng.integers(0, items, (min(25_600, args.pairs // 2), 3))]

@@ -2,7 +2,7 @@
 # The benchmarks on a CUDA GPU (under 5 minutes), from the working tree alone: no downloads.
 # Needs a Python with the project's dependencies (torch with CUDA, torchvision, timm, pillow,
 # numpy, polars, pyarrow): the repo's .venv when there is one, else $PYTHON or python3.
-#   benchmarks/gpu.sh [--out results.json] [--images 4096] [--pairs 2000000]
+#   benchmarks/gpu.sh [--out results.json] [--images 16384] [--pairs 2000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -n "${PYTHON:-}" ]]; then py="$PYTHON"

@@ -46,18 +46,19 @@ class ColourSpec:
         return self.hue_bins * self.sat_bins * self.val_bins + self.grey_bins
 
 
-COLOUR_DIM = ColourSpec().dim  # the stored descriptor's size (the embedding version fixes the spec)
+COLOUR_SPEC = ColourSpec()  # the descriptor stored in the embeddings (the embedding version fixes it)
+COLOUR_DIM = COLOUR_SPEC.dim
 
 
 def foreground_mask(rgb: np.ndarray, spec: ColourSpec = ColourSpec()) -> np.ndarray:
     """Boolean mask of the product: everything but the near-white region touching the border."""
-    near_white = (rgb > spec.white).all(axis=2)
-    labels, _ = ndimage.label(near_white)
-    border = np.unique(
-        np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    )
-    background = np.isin(labels, border[border > 0])
-    fg = ~background
+    near_white = (rgb[..., 0] > spec.white) & (rgb[..., 1] > spec.white) & (rgb[..., 2] > spec.white)
+    labels, count = ndimage.label(near_white)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touches = np.zeros(count + 1, bool)  # label -> touches the border (0, not white, never does)
+    touches[border] = True
+    touches[0] = False
+    fg = ~touches[labels]
     if fg.mean() < spec.min_foreground:
         return np.ones_like(fg)
     return fg
@@ -79,11 +80,11 @@ def _soft(u: np.ndarray, n: int, circular: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    mx = rgb.max(axis=1)
-    mn = rgb.min(axis=1)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]  # per channel: reductions across a row are slow
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
     chroma = mx - mn
     safe = np.where(chroma > 0, chroma, 1.0)
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     h = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
     h = np.where(chroma > 0, h / 6.0, 0.0)
     s = np.where(mx > 0, chroma / np.where(mx > 0, mx, 1.0), 0.0)
@@ -107,16 +108,20 @@ def colour_histogram(image: Image.Image | np.ndarray, spec: ColourSpec = ColourS
 
     nh, ns, nv = spec.hue_bins, spec.sat_bins, spec.val_bins
     hist = np.zeros(spec.dim, np.float64)
-    axes = [_soft(h, nh, True), _soft(s, ns, False), _soft(v, nv, False)]
-    for hb, hw in ((0, 2), (1, 3)):
-        for sb, sw in ((0, 2), (1, 3)):
-            for vb, vw in ((0, 2), (1, 3)):
-                idx = (axes[0][hb] * ns + axes[1][sb]) * nv + axes[2][vb]
-                w = wc * axes[0][hw] * axes[1][sw] * axes[2][vw]
-                hist[: nh * ns * nv] += np.bincount(idx, weights=w, minlength=nh * ns * nv)
+    (h_lo, h_hi, h_wl, h_wh), (s_lo, s_hi, s_wl, s_wh), (v_lo, v_hi, v_wl, v_wh) = (
+        _soft(h, nh, True), _soft(s, ns, False), _soft(v, nv, False)
+    )
+    # the 8 corners (low/high bin of each axis) of every pixel's soft bin, in one bincount
+    hue = np.stack([h_lo, h_hi]) * ns
+    hue_w = np.stack([h_wl, h_wh]) * wc
+    hs = (hue[:, None] + np.stack([s_lo, s_hi])[None]) * nv
+    hs_w = hue_w[:, None] * np.stack([s_wl, s_wh])[None]
+    idx = hs[:, :, None] + np.stack([v_lo, v_hi])[None, None]
+    w = hs_w[:, :, None] * np.stack([v_wl, v_wh])[None, None]
+    hist[: nh * ns * nv] = np.bincount(idx.ravel(), weights=w.ravel(), minlength=nh * ns * nv)
     glo, ghi, gwl, gwh = _soft(v, spec.grey_bins, False)
-    grey = np.bincount(glo, weights=(1 - wc) * gwl, minlength=spec.grey_bins)
-    grey += np.bincount(ghi, weights=(1 - wc) * gwh, minlength=spec.grey_bins)
+    grey = np.bincount(np.concatenate([glo, ghi]), weights=np.concatenate([(1 - wc) * gwl, (1 - wc) * gwh]),
+                       minlength=spec.grey_bins)
     hist[nh * ns * nv :] = grey
     total = hist.sum()
     if total <= 0:  # cannot happen with at least one pixel; keep the vector well defined

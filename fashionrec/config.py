@@ -22,17 +22,25 @@ MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` (and `make serve`) 
 
 
 CPU_FORWARD_BATCH = 8  # EmbedConfig.forward_batch's auto value on a CPU
+AUTO_DECODE_BATCH = {"cpu": 32, "cuda": 128}  # EmbedConfig.batch_size's auto value per device type
+MAX_AUTO_WORKERS = 16  # EmbedConfig.num_workers' auto value on CUDA: one per core, at most this
+
+
+DECODERS = ("auto", "pil", "torchvision")
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
     backbone: str = "resnet50"  # one of BACKBONES; the design uses ResNet50 (2048-d)
-    batch_size: int = 32  # images decoded and moved to the device together
+    batch_size: int = 0  # images decoded and moved to the device together; 0 = auto (CPU 32, CUDA 128)
     # images per forward pass; 0 = auto: 8 on a CPU (batches that stay in its caches: 32 was
     # slower than 8 on the 2-core benchmark machine), the whole batch on CUDA
     forward_batch: int = 0
     shard_size: int = 512  # images per shard: one Prefect task and one Parquet part each
-    num_workers: int = 0  # DataLoader decoding processes (0 = decode in the calling process)
+    # DataLoader processes that read, check and decode the images (0 = the calling process);
+    # -1 = auto: on CUDA one per CPU core up to 16 (a GPU outruns any single decoder), on a CPU 0
+    # (the CNN already uses every core; a decoding process competed with it when measured)
+    num_workers: int = -1
     image_size: int = 224  # centre-crop size fed to the CNN
     resize_size: int = 256  # shorter side before the centre crop (torchvision's eval preset)
     # "auto": bf16 autocast on CPUs with native bf16 and fp16 on CUDA, each kept only if it
@@ -41,6 +49,10 @@ class EmbedConfig:
     # "fp32" never lowers precision; "bf16"/"fp16"/"int8" try that one (still checked)
     precision: str = "auto"
     device: str = "auto"  # "auto" = CUDA when available, else CPU; or "cpu", "cuda", "cuda:N"
+    # where JPEGs are decoded: "auto" = on the GPU (nvJPEG, batched) when embedding on CUDA, where
+    # CPU decoding cannot keep up with the CNN, else by PIL in the loader's workers (with JPEG
+    # draft mode); "pil" always; "torchvision" = torchvision.io.decode_jpeg on the model's device
+    decode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -49,10 +61,15 @@ class EmbedConfig:
             raise ConfigError(
                 f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
             )
-        if self.shard_size < 1 or self.batch_size < 1 or self.forward_batch < 0:
+        if self.shard_size < 1 or self.batch_size < 0 or self.forward_batch < 0 or self.num_workers < -1:
             from fashionrec.errors import ConfigError
 
-            raise ConfigError("batch_size and shard_size must be at least 1, forward_batch at least 0")
+            raise ConfigError("shard_size must be at least 1, batch_size and forward_batch at least 0 "
+                              "(0 = auto), num_workers at least -1 (-1 = auto)")
+        if self.decode not in DECODERS:
+            from fashionrec.errors import ConfigError
+
+            raise ConfigError(f"unknown decode {self.decode!r}; choose one of: {', '.join(DECODERS)}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ class TrainConfig:
     seed: int = 0  # weight init and batch order
     device: str = "auto"  # "auto" = CUDA when available, else CPU; embeddings live there whole
     bf16_autocast: bool = False  # bf16 autocast of forward/backward (fp32 weights): for CUDA or CPUs with native bf16
+    cuda_graphs: bool = True  # on CUDA, replay each full batch's step as one captured CUDA graph
 
 
 @dataclass(frozen=True)

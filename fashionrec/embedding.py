@@ -28,9 +28,16 @@ from torch.utils.data import DataLoader, Dataset
 from fashionrec import schemas as S
 from fashionrec.backbones import Encoder, get_encoder
 from fashionrec.backbones import encoder_key as encoder_key_of
-from fashionrec.colour import COLOUR_DIM, colour_histogram
-from fashionrec.config import CPU_FORWARD_BATCH, EmbedConfig
-from fashionrec.images import ImageRejected, load_image, sha256_file
+from fashionrec.colour import COLOUR_DIM, COLOUR_SPEC, colour_histogram
+from fashionrec.config import AUTO_DECODE_BATCH, CPU_FORWARD_BATCH, MAX_AUTO_WORKERS, EmbedConfig
+from fashionrec.images import (
+    ImageRejected,
+    decode_image_bytes,
+    is_plain_jpeg,
+    load_image,
+    read_image_bytes,
+    sha256_file,
+)
 from fashionrec.precision import choose_autocast, choose_int8, resolve_device, wants_int8
 
 log = logging.getLogger(__name__)
@@ -164,17 +171,33 @@ def _resume_unfinished(todo: pl.DataFrame, root: Path, encoder_name: str) -> tup
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, paths: list[str], preset_transform, draft_size: int) -> None:
+    """One image -> (position, payload, colour descriptor, reject reason).
+
+    The payload is the uint8 centre crop (3, crop, crop), or, with ``raw_jpeg``, the file's bytes
+    (1-D uint8) for a plain JPEG that the model's device decodes in batches (``_JpegDecoder``).
+    Either way the worker checks that the whole file decodes (a corrupt file is rejected here,
+    with its reason) and computes the colour descriptor from a small draft decode.
+    """
+
+    def __init__(self, paths: list[str], preset_transform, draft_size: int, raw_jpeg: bool = False) -> None:
         self.paths = paths
         self.transform = preset_transform
         self.draft_size = draft_size
+        self.raw_jpeg = raw_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            img = load_image(self.paths[i], draft_size=self.draft_size)
+            if self.raw_jpeg:
+                data = read_image_bytes(self.paths[i])
+                if is_plain_jpeg(data):
+                    small = decode_image_bytes(data, draft_size=COLOUR_SPEC.size)
+                    return i, torch.frombuffer(bytearray(data), dtype=torch.uint8), colour_histogram(small), ""
+                img = decode_image_bytes(data, draft_size=self.draft_size)
+            else:
+                img = load_image(self.paths[i], draft_size=self.draft_size)
             # the colour of the whole product (not the centre crop), beside the CNN's input
             return i, self.transform(img), colour_histogram(img), ""
         except ImageRejected as exc:
@@ -183,11 +206,72 @@ class _ImageDataset(Dataset):
             return i, None, None, f"unreadable: {type(exc).__name__}: {exc}"
 
 
-def _collate(batch):
+@dataclass
+class _Batch:
+    crop_idx: list[int]  # positions of the decoded crops, in the order of ``crops``
+    crops: torch.Tensor | None
+    jpeg_idx: list[int]  # positions of the raw JPEGs, in the order of ``jpeg_sizes``
+    jpeg_bytes: torch.Tensor | None  # the JPEG files one after another (one shared-memory block)
+    jpeg_sizes: list[int]
+    colours: dict[int, np.ndarray]
+    rejects: list[tuple[int, str]]
+
+    @property
+    def jpegs(self) -> list[torch.Tensor]:
+        return list(torch.split(self.jpeg_bytes, self.jpeg_sizes)) if self.jpeg_sizes else []
+
+    def pin_memory(self) -> "_Batch":  # the DataLoader's pin_memory=True calls this
+        if self.crops is not None:
+            self.crops = self.crops.pin_memory()
+        return self
+
+
+def _collate(batch) -> _Batch:
     ok = [b for b in batch if b[1] is not None]
-    rejects = [(b[0], b[3]) for b in batch if b[1] is None]
-    x = torch.stack([b[1] for b in ok]) if ok else None
-    return [b[0] for b in ok], x, [b[2] for b in ok], rejects
+    crops = [b for b in ok if b[1].dim() == 3]
+    jpegs = [b for b in ok if b[1].dim() == 1]
+    return _Batch(
+        [b[0] for b in crops], torch.stack([b[1] for b in crops]) if crops else None,
+        [b[0] for b in jpegs], torch.cat([b[1] for b in jpegs]) if jpegs else None, [len(b[1]) for b in jpegs],
+        {b[0]: b[2] for b in ok}, [(b[0], b[3]) for b in batch if b[1] is None],
+    )
+
+
+class _JpegDecoder:
+    """Batches of JPEG bytes -> uint8 centre crops on ``device`` (torchvision.io.decode_jpeg:
+    nvJPEG on CUDA), resized and cropped there by the preset's own tensor transforms."""
+
+    def __init__(self, preset, device: torch.device) -> None:
+        from torchvision.transforms import v2
+
+        interp = v2.InterpolationMode(preset.interpolation)
+        self.resize = v2.Resize(preset.resize_size, interpolation=interp, antialias=True)
+        self.crop = v2.CenterCrop(preset.crop_size)
+        self.device = device
+
+    def __call__(self, jpegs: list[torch.Tensor], idx: list[int]) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            images = decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:  # one odd file fails the whole batch: decode one by one
+            images = [self._one(j, i) for j, i in zip(jpegs, idx)]
+        return torch.stack([self.crop(self.resize(im.to(self.device))) for im in images])
+
+    def _one(self, jpeg: torch.Tensor, i: int) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            return decode_jpeg(jpeg, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError as exc:  # PIL read this file in the worker: decode it the CPU's way
+            log.info("image %d: GPU JPEG decoding failed (%s); decoded on the CPU instead", i, exc)
+            from torchvision.transforms.v2.functional import pil_to_tensor
+
+            return pil_to_tensor(decode_image_bytes(jpeg.numpy().tobytes()))
+
+
+def wants_gpu_decode(config: EmbedConfig, device: torch.device) -> bool:
+    return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
 
 
 def encode_images(
@@ -196,22 +280,30 @@ def encode_images(
     """Embed ``paths``; return {position: L2-normalised vector} and {position: reject reason}.
     ``colours``, where given, receives {position: colour descriptor} (``fashionrec.colour``).
 
-    Worker processes (``config.num_workers``) decode, JPEG draft mode shrinks large sources
-    while decoding, and batches of uint8 crops travel to the device (pinned, non-blocking on
-    CUDA) where they are normalised and run under ``inference_mode`` (channels_last on CUDA;
-    forward passes of ``config.forward_batch`` images), in the low precision
-    ``config.precision`` allows once it passes the accuracy check (bf16/fp16 autocast, or an
-    int8 copy of a quantizable backbone on x86 CPUs, calibrated on the first batch).
+    Worker processes (``config.num_workers``) read and check the files. On a CPU they decode
+    too (JPEG draft mode shrinks large sources while decoding); on CUDA they pass the JPEG bytes
+    on and the GPU decodes them in batches (``config.decode``). Batches of uint8 crops travel to
+    the device (pinned, non-blocking on CUDA) where they are normalised and run under
+    ``inference_mode`` (channels_last on CUDA; forward passes of ``config.forward_batch``
+    images), in the low precision ``config.precision`` allows once it passes the accuracy check
+    (bf16/fp16 autocast, or an int8 copy of a quantizable backbone on x86 CPUs, calibrated on
+    the first batch).
     """
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     model = encoder.model.to(device)
     preset = encoder.preset
-    dataset = _ImageDataset(paths, preset.crop_transform(), preset.resize_size)
+    gpu_decode = wants_gpu_decode(config, device)
+    decoder = _JpegDecoder(preset, device) if gpu_decode else None
+    dataset = _ImageDataset(paths, preset.crop_transform(), preset.resize_size, raw_jpeg=gpu_decode)
+    batch_size = config.batch_size or AUTO_DECODE_BATCH.get(device.type, AUTO_DECODE_BATCH["cpu"])
+    workers = config.num_workers if config.num_workers >= 0 else (
+        min(os.cpu_count() or 1, MAX_AUTO_WORKERS) if cuda else 0
+    )
     loader = DataLoader(
         dataset,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
+        batch_size=batch_size,
+        num_workers=workers,
         collate_fn=_collate,
         pin_memory=cuda,
         persistent_workers=False,
@@ -220,7 +312,7 @@ def encode_images(
     # CUDA: channels_last feeds the tensor cores. CPU: the default layout and small forward
     # batches, measured faster there (channels_last slowed the depthwise convolutions of lite0).
     layout = torch.channels_last if cuda else torch.contiguous_format
-    step = config.forward_batch or (config.batch_size if cuda else CPU_FORWARD_BATCH)
+    step = config.forward_batch or (batch_size if cuda else CPU_FORWARD_BATCH)
 
     def run(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([net(x[s : s + step]) for s in range(0, x.shape[0], step)])
@@ -234,13 +326,18 @@ def encode_images(
     net = model
     checked = False
     with torch.inference_mode():
-        for idx, x, hists, bad in loader:
-            rejects.update(dict(bad))
+        for batch in loader:
+            rejects.update(dict(batch.rejects))
             if colours is not None:
-                colours.update(zip(idx, hists))
-            if x is None:
+                colours.update(batch.colours)
+            parts, idx = [], batch.crop_idx + batch.jpeg_idx
+            if batch.crops is not None:
+                parts.append(batch.crops.to(device, non_blocking=cuda))
+            if batch.jpegs:
+                parts.append(decoder(batch.jpegs, batch.jpeg_idx))
+            if not parts:
                 continue
-            x = x.to(device, non_blocking=cuda)
+            x = torch.cat(parts) if len(parts) > 1 else parts[0]
             if not checked:  # first batch: is low precision good enough on these images?
                 dtype, _ = choose_autocast(lambda b: run(model, prepare(b)), x, device, config.precision, encoder.key)
                 if dtype is None and wants_int8(config.precision, device, encoder.quantizable):

@@ -74,6 +74,43 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     return _decode(path, lambda: _head(path), draft_size)
 
 
+def read_image_bytes(path: str | Path) -> bytes:
+    """The bytes of an image file (local or an fsspec URL), or ``ImageRejected`` saying why not."""
+    try:
+        if remote.is_remote(path):
+            data = remote.read_bytes(str(path))
+        else:
+            data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageRejected("missing: no file at this path") from None
+    except Exception as exc:
+        raise ImageRejected(f"unreadable: {type(exc).__name__}: {exc}") from None
+    if not data:
+        raise ImageRejected("empty: zero-byte file")
+    return data
+
+
+def decode_image_bytes(data: bytes, draft_size: int | None = None) -> Image.Image:
+    """``load_image`` for bytes already read (same checks, same reasons)."""
+    return _decode(io.BytesIO(data), lambda: data[:512], draft_size)
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def is_plain_jpeg(data: bytes) -> bool:
+    """Whether a GPU JPEG decoder (nvJPEG) gives the picture ``load_image`` would: a JPEG in
+    RGB (YCbCr) or grayscale whose EXIF does not rotate it. Reads the header only."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return (im.format == "JPEG" and im.mode in ("RGB", "L")
+                    and im.getexif().get(_EXIF_ORIENTATION, 1) == 1)
+    except Exception:
+        return False
+
+
 def _decode(path, head, draft_size: int | None) -> Image.Image:
     """Decode a file (a path or a binary file object); ``head()`` gives its first bytes."""
     try:
