@@ -27,6 +27,7 @@ MAX_AUTO_WORKERS = 16  # EmbedConfig.num_workers' auto value on CUDA: one per co
 
 
 DECODERS = ("auto", "pil", "torchvision")
+ENGINES = ("auto", "torch", "onnxruntime")  # what runs the CNN on a CPU (fashionrec/onnx_cpu.py)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class EmbedConfig:
     # CPU decoding cannot keep up with the CNN, else by PIL in the loader's workers (with JPEG
     # draft mode); "pil" always; "torchvision" = torchvision.io.decode_jpeg on the model's device
     decode: str = "auto"
+    # what runs the CNN where it runs in fp32 on a CPU: "auto" = ONNX Runtime when installed (2x
+    # PyTorch eager for Lite0 here; checked against PyTorch's vectors first), "torch", "onnxruntime"
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -66,6 +70,10 @@ class EmbedConfig:
 
             raise ConfigError("shard_size must be at least 1, batch_size and forward_batch at least 0 "
                               "(0 = auto), num_workers at least -1 (-1 = auto)")
+        if self.engine not in ENGINES:
+            from fashionrec.errors import ConfigError
+
+            raise ConfigError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
         if self.decode not in DECODERS:
             from fashionrec.errors import ConfigError
 

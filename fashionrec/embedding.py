@@ -38,6 +38,7 @@ from fashionrec.images import (
     read_image_bytes,
     sha256_file,
 )
+from fashionrec.onnx_cpu import choose_onnx, wants_onnx
 from fashionrec.precision import choose_autocast, choose_int8, resolve_device, wants_int8
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,21 @@ def wants_gpu_decode(config: EmbedConfig, device: torch.device) -> bool:
     return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
 
 
+def _cpu_net(model, run, sample: torch.Tensor, encoder: Encoder, config: EmbedConfig, device: torch.device):
+    """What runs the CNN where no autocast dtype was kept: int8 where ``wants_int8`` (ONNX
+    Runtime's, else PyTorch's), else ONNX Runtime in fp32 where ``config.engine`` allows it on
+    this device, else the PyTorch module itself; each candidate only after its accuracy check."""
+    onnx = wants_onnx(config.engine, device)
+    if wants_int8(config.precision, device, encoder.quantizable):
+        net = choose_onnx(model, run, sample, encoder.key, encoder.preset.crop_size, "int8")[0] if onnx else None
+        net = net or choose_int8(model, run, sample, encoder.key)[0]
+        if net is not None:
+            return net
+    if onnx and config.precision in ("auto", "fp32"):
+        return choose_onnx(model, run, sample, encoder.key, encoder.preset.crop_size)[0] or model
+    return model
+
+
 def encode_images(
     paths: list[str], encoder: Encoder, config: EmbedConfig, colours: dict[int, np.ndarray] | None = None
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
@@ -340,9 +356,7 @@ def encode_images(
             x = torch.cat(parts) if len(parts) > 1 else parts[0]
             if not checked:  # first batch: is low precision good enough on these images?
                 dtype, _ = choose_autocast(lambda b: run(model, prepare(b)), x, device, config.precision, encoder.key)
-                if dtype is None and wants_int8(config.precision, device, encoder.quantizable):
-                    quantized, _ = choose_int8(model, run, prepare(x), encoder.key)
-                    net = quantized or model
+                net = _cpu_net(model, run, prepare(x), encoder, config, device) if dtype is None else model
                 checked = True
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
                 out = run(net, prepare(x))

@@ -4,7 +4,8 @@ bf16 autocast on CPUs with native bf16 instructions (AVX512-BF16, AMX, Arm BF16)
 CUDA make the CNN several times faster there; elsewhere bf16 is emulated and slower than fp32.
 On other x86 CPUs, int8 (post-training static quantization, calibrated on the first batch of
 real images) runs ResNet50 about 2-3x faster than fp32; EfficientNet-Lite0's depthwise layers
-lose too much in int8 (cosine to fp32 ~0.6 here), so it is never tried there.
+lose too much in int8 (cosine to fp32 ~0.6 here), so it is never tried there. (ONNX Runtime's
+int8, ``fashionrec.onnx_cpu``, is tried first where it is installed; PyTorch's is the fallback.)
 Whatever the hardware, a low precision is used only after it passes an accuracy check on a
 sample of real inputs: every vector's cosine to its fp32 vector is at least ``MIN_COSINE`` and
 the sample's top-10 neighbour lists overlap their fp32 lists by at least ``MIN_OVERLAP``.

@@ -16,6 +16,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionrec")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# networks exported for ONNX Runtime (fashionrec/onnx_cpu.py): kept between local runs of the
+# suite, made afresh in a clean clone, never in the user's own cache
+os.environ.setdefault("FASHIONREC_CACHE", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "fashionrec"))
 
 import pytest  # noqa: E402
 
