@@ -153,6 +153,7 @@ def quantized(data: bytes, sample: torch.Tensor, batch: int = 8) -> bytes:
 
 
 _ONNX: dict[tuple[str, str], tuple[OnnxNet | None, PrecisionCheck | None]] = {}
+_BUILDING: dict[tuple[str, str], threading.Lock] = {}
 _LOCK = threading.Lock()
 
 
@@ -178,8 +179,16 @@ def choose_onnx(
     """
     key = (cache_key, precision)
     with _LOCK:
-        if key in _ONNX:
-            return _ONNX[key]
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # shards embedded side by side in threads: one builds, the others wait for it
+        with _LOCK:
+            if key in _ONNX:
+                return _ONNX[key]
+        return _build(model, forward, sample, key, crop_size)
+
+
+def _build(model, forward, sample: torch.Tensor, key: tuple[str, str], crop_size: int):
+    cache_key, precision = key
     try:
         data = exported(model, crop_size)
         if precision == "int8":
