@@ -162,7 +162,7 @@ def outfit_triplets(items: int, triplets: int, seed: int = 1) -> pl.DataFrame:
     return build_triplets(outfits, catalogue, TripletConfig(seed=seed)).head(triplets)
 
 
-def bench_training(items: int, triplets: int, rounds: int = 2) -> dict:
+def bench_training(items: int, triplets: int, rounds: int = 4) -> dict:
     """The slides' Dataset/DataLoader loop vs index tensors, same pairs, one epoch each round.
 
     The triplets are the product's own, from outfits of the real release's size mix; the pairs
@@ -336,14 +336,11 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:,.1f} {unit}" if v < 100 else f"{v:,.0f} {unit}"
 
 
-def print_table(rows: list[tuple[str, str, str, str, str, str]]) -> None:
+def table_lines(rows: list[tuple[str, str, str, str, str, str]]) -> list[str]:
     head = ("benchmark", "naive (design)", "ours", "faiss", "ratio", "target")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()
+    return [line, "-" * len(line), *("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)]
 
 
 def main() -> None:
@@ -420,7 +417,6 @@ def main() -> None:
     result["load_avg_end"] = os.getloadavg()[0]
     result["bench_seconds"] = time.perf_counter() - started
     print()
-    print_table(rows)
     notes = []
     if "embed" in only:
         notes.append("embed: ours after a once-per-process setup on 16 images (warm-up, precision and engine choice: "
@@ -436,12 +432,13 @@ def main() -> None:
                      f"extrapolated; decomposed timed on all; top-k identical: {result.get('compat_identical_topk')}")
     notes.append(f"load average {result['load_avg_start']:.1f} -> {result['load_avg_end']:.1f} on "
                  f"{os.cpu_count()} cpus; {result['bench_seconds']:.0f} s in all")
-    for note in notes:
-        print(f"  {note}")
+    text = "\n".join([*table_lines(rows), *(f"  {note}" for note in notes)]) + "\n"
+    print(text, end="")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(f"  written: {out}")
+    out.with_suffix(".txt").write_text(text)  # the table as printed, beside the figures
+    print(f"  written: {out} and {out.with_suffix('.txt').name}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,27 @@ def _quiet(*names: str):
             lg.setLevel(level)
 
 
+class _FromPackage(logging.Filter):
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.marker = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.marker not in record.pathname
+
+
+@contextlib.contextmanager
+def _root_quiet_from(package: str):
+    """Drop what ``package`` logs through the root logger (``logging.warning(...)``) for a while;
+    records of every other logger still pass."""
+    root, flt = logging.getLogger(), _FromPackage(package)
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 class OnnxNet:
     """An ONNX Runtime session called like the PyTorch module: CPU images in, features out."""
 
@@ -143,7 +164,7 @@ def quantized(data: bytes, sample: torch.Tensor, batch: int = 8) -> bytes:
             return next(self.feeds, None)
 
     with tempfile.TemporaryDirectory(prefix="fashionrec-int8-") as tmp, warnings.catch_warnings(), \
-            _quiet("onnxruntime", "root"):
+            _quiet("onnxruntime"), _root_quiet_from("onnxruntime"):
         warnings.simplefilter("ignore")
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(data)
