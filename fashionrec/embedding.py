@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -271,6 +272,17 @@ class _JpegDecoder:
             return pil_to_tensor(decode_image_bytes(jpeg.numpy().tobytes()))
 
 
+def _loader_processes(config: EmbedConfig, cuda: bool) -> int:
+    """The DataLoader's worker processes: ``config.num_workers``, or its auto value; none inside
+    a daemonic process (a Dask worker's), which may not start processes of its own."""
+    n = config.num_workers if config.num_workers >= 0 else (min(os.cpu_count() or 1, MAX_AUTO_WORKERS) if cuda else 0)
+    if n and multiprocessing.current_process().daemon:
+        log.info("running in a daemonic process (a Dask worker?): images are decoded here, not in %d "
+                 "loader processes", n)
+        return 0
+    return n
+
+
 def wants_gpu_decode(config: EmbedConfig, device: torch.device) -> bool:
     return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
 
@@ -313,9 +325,7 @@ def encode_images(
     decoder = _JpegDecoder(preset, device) if gpu_decode else None
     dataset = _ImageDataset(paths, preset.crop_transform(), preset.resize_size, raw_jpeg=gpu_decode)
     batch_size = config.batch_size or AUTO_DECODE_BATCH.get(device.type, AUTO_DECODE_BATCH["cpu"])
-    workers = config.num_workers if config.num_workers >= 0 else (
-        min(os.cpu_count() or 1, MAX_AUTO_WORKERS) if cuda else 0
-    )
+    workers = _loader_processes(config, cuda)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -109,3 +109,24 @@ def test_cuda_graph_training_equals_eager_training():
     np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-5)
     for k in out[False][1]:
         torch.testing.assert_close(out[True][1][k], out[False][1][k], atol=1e-5, rtol=1e-4)
+
+
+def _embed_in_a_daemon(paths, queue):
+    encoder = get_encoder("efficientnet_lite0")
+    cfg = EmbedConfig(backbone="efficientnet_lite0", device="cpu", engine="torch", num_workers=2)
+    vectors, rejects = encode_images(paths, encoder, cfg)
+    queue.put((len(vectors), len(rejects)))
+
+
+def test_a_daemonic_process_decodes_itself_instead_of_failing(tmp_path):
+    """Dask's worker processes are daemonic: DataLoader workers cannot start there."""
+    import multiprocessing
+
+    paths = [files for files in _catalogue(tmp_path)[1].values()][:3]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_embed_in_a_daemon, args=(paths, queue), daemon=True)
+    proc.start()
+    proc.join(300)
+    assert proc.exitcode == 0
+    assert queue.get(timeout=5) == (3, 0)
