@@ -57,15 +57,7 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     source is much larger than needed (the result is still at least ``draft_size`` per side).
     """
     if remote.is_remote(path):  # s3://... : read the object once, decode from memory
-        try:
-            data = remote.read_bytes(str(path))
-        except FileNotFoundError:
-            raise ImageRejected("missing: no object at this URL") from None
-        except Exception as exc:
-            raise ImageRejected(f"unreadable: {type(exc).__name__}: {exc}") from None
-        if not data:
-            raise ImageRejected("empty: zero-byte object")
-        return _decode(io.BytesIO(data), lambda: data[:512], draft_size)
+        return decode_image_bytes(read_image_bytes(path), draft_size)
     path = Path(path)
     if not path.exists():
         raise ImageRejected("missing: no file at this path")
@@ -76,17 +68,15 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
 
 def read_image_bytes(path: str | Path) -> bytes:
     """The bytes of an image file (local or an fsspec URL), or ``ImageRejected`` saying why not."""
+    url = remote.is_remote(path)
     try:
-        if remote.is_remote(path):
-            data = remote.read_bytes(str(path))
-        else:
-            data = Path(path).read_bytes()
+        data = remote.read_bytes(str(path)) if url else Path(path).read_bytes()
     except FileNotFoundError:
-        raise ImageRejected("missing: no file at this path") from None
+        raise ImageRejected("missing: no object at this URL" if url else "missing: no file at this path") from None
     except Exception as exc:
         raise ImageRejected(f"unreadable: {type(exc).__name__}: {exc}") from None
     if not data:
-        raise ImageRejected("empty: zero-byte file")
+        raise ImageRejected("empty: zero-byte object" if url else "empty: zero-byte file")
     return data
 
 
