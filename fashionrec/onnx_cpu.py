@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -77,6 +78,8 @@ def exported(model: torch.nn.Module, crop_size: int, folder: Path | None = None)
     path = folder / f"{weights_digest(model)}-{crop_size}-torch{torch.__version__.replace('+', '_')}.onnx"
     if path.exists():
         return path.read_bytes()
+    log.info("exporting the CNN for ONNX Runtime, once for this machine (about 20 s for Lite0): %s", path)
+    started = time.perf_counter()
     example = torch.zeros(2, 3, crop_size, crop_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
@@ -86,6 +89,7 @@ def exported(model: torch.nn.Module, crop_size: int, folder: Path | None = None)
                                     input_names=[_INPUT], output_names=[_OUTPUT],
                                     dynamic_shapes=({0: batch},))
     data = program.model_proto.SerializeToString()
+    log.info("exported in %.1f s (%.1f MB)", time.perf_counter() - started, len(data) / 1e6)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
