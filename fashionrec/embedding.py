@@ -244,11 +244,7 @@ class _JpegDecoder:
     nvJPEG on CUDA), resized and cropped there by the preset's own tensor transforms."""
 
     def __init__(self, preset, device: torch.device) -> None:
-        from torchvision.transforms import v2
-
-        interp = v2.InterpolationMode(preset.interpolation)
-        self.resize = v2.Resize(preset.resize_size, interpolation=interp, antialias=True)
-        self.crop = v2.CenterCrop(preset.crop_size)
+        self.transform = preset.crop_transform()  # its PILToTensor passes tensors through
         self.device = device
 
     def __call__(self, jpegs: list[torch.Tensor], idx: list[int]) -> torch.Tensor:
@@ -258,7 +254,7 @@ class _JpegDecoder:
             images = decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=self.device)
         except RuntimeError:  # one odd file fails the whole batch: decode one by one
             images = [self._one(j, i) for j, i in zip(jpegs, idx)]
-        return torch.stack([self.crop(self.resize(im.to(self.device))) for im in images])
+        return torch.stack([self.transform(im.to(self.device)) for im in images])
 
     def _one(self, jpeg: torch.Tensor, i: int) -> torch.Tensor:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -359,17 +355,17 @@ def encode_images(
             parts, idx = [], batch.crop_idx + batch.jpeg_idx
             if batch.crops is not None:
                 parts.append(batch.crops.to(device, non_blocking=cuda))
-            if batch.jpegs:
+            if batch.jpeg_idx:
                 parts.append(decoder(batch.jpegs, batch.jpeg_idx))
             if not parts:
                 continue
-            x = torch.cat(parts) if len(parts) > 1 else parts[0]
+            x = prepare(torch.cat(parts) if len(parts) > 1 else parts[0])
             if not checked:  # first batch: is low precision good enough on these images?
-                dtype, _ = choose_autocast(lambda b: run(model, prepare(b)), x, device, config.precision, encoder.key)
-                net = _cpu_net(model, run, prepare(x), encoder, config, device) if dtype is None else model
+                dtype, _ = choose_autocast(lambda b: run(model, b), x, device, config.precision, encoder.key)
+                net = _cpu_net(model, run, x, encoder, config, device) if dtype is None else model
                 checked = True
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                out = run(net, prepare(x))
+                out = run(net, x)
             out = torch.nn.functional.normalize(out.float(), dim=1).cpu().numpy()
             for j, i in enumerate(idx):
                 vectors[i] = out[j]

@@ -29,9 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fashionrec.config import ENGINES
 from fashionrec.errors import ConfigError
-from fashionrec.precision import PrecisionCheck, _settle, check_vectors
+from fashionrec.precision import _CACHE_LOCK, PrecisionCheck, _settle, check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +43,8 @@ def installed() -> bool:
 
 
 def wants_onnx(engine: str, device: torch.device) -> bool:
-    """Whether to try ONNX Runtime for an fp32 forward on ``device`` with ``engine``."""
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    """Whether to try ONNX Runtime for a forward on ``device`` with ``engine`` (one of
+    ``config.ENGINES``, checked by EmbedConfig)."""
     if engine == "torch" or device.type != "cpu":
         return False
     if not installed():
@@ -179,7 +177,7 @@ def quantized(data: bytes, sample: torch.Tensor, batch: int = 8) -> bytes:
 
 _ONNX: dict[tuple[str, str], tuple[OnnxNet | None, PrecisionCheck | None]] = {}
 _BUILDING: dict[tuple[str, str], threading.Lock] = {}
-_LOCK = threading.Lock()
+_LOCK = _CACHE_LOCK  # the lock _settle writes the verdicts under
 
 
 def onnx_check(cache_key: str, precision: str = "fp32") -> PrecisionCheck | None:
