@@ -59,24 +59,18 @@ class EmbedConfig:
     engine: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            from fashionrec.errors import ConfigError
+        from fashionrec.errors import ConfigError
 
+        if self.backbone not in BACKBONES:
             raise ConfigError(
                 f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
             )
         if self.shard_size < 1 or self.batch_size < 0 or self.forward_batch < 0 or self.num_workers < -1:
-            from fashionrec.errors import ConfigError
-
             raise ConfigError("shard_size must be at least 1, batch_size and forward_batch at least 0 "
                               "(0 = auto), num_workers at least -1 (-1 = auto)")
         if self.engine not in ENGINES:
-            from fashionrec.errors import ConfigError
-
             raise ConfigError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
         if self.decode not in DECODERS:
-            from fashionrec.errors import ConfigError
-
             raise ConfigError(f"unknown decode {self.decode!r}; choose one of: {', '.join(DECODERS)}")
 
 

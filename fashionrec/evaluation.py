@@ -129,7 +129,8 @@ def evaluate_similar(
     if half is not None:
         if half not in HALVES:
             raise ConfigError(f"half must be one of {', '.join(HALVES)}, not {half!r}")
-        similar = similar.filter(pl.col(S.ITEM_ID).map_elements(id_half, return_dtype=pl.String) == half)
+        queries = [i for i in similar[S.ITEM_ID].unique().to_list() if id_half(i) == half]  # once per item
+        similar = similar.filter(pl.col(S.ITEM_ID).is_in(queries))
     ids = labels[id_column].cast(pl.String).str.strip_chars()
     known = similar.select(S.ITEM_ID).unique().join(pl.DataFrame({S.ITEM_ID: ids}), on=S.ITEM_ID, how="semi")
     if similar.height and known.height < 0.5 * similar[S.ITEM_ID].n_unique():

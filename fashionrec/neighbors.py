@@ -150,10 +150,10 @@ def topk_table(
         S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
         S.NEIGHBOR_ID: ids[cand_rows][idx.ravel()],
     }
-    if other is None:
-        return pa.table(columns | {S.SCORE: scores.ravel().astype(np.float32)}, schema=S.SIMILAR_SCHEMA)
-    columns[S.NEIGHBOR_CATEGORY] = [other] * n
-    return pa.table(columns | {S.SCORE: scores.ravel().astype(np.float32)}, schema=S.COMPATIBLE_SCHEMA)
+    if other is not None:
+        columns[S.NEIGHBOR_CATEGORY] = [other] * n
+    columns[S.SCORE] = scores.ravel().astype(np.float32)
+    return pa.table(columns, schema=S.SIMILAR_SCHEMA if other is None else S.COMPATIBLE_SCHEMA)
 
 
 def similarity_vectors(vectors: ItemVectors, colour_weight: float) -> np.ndarray:
