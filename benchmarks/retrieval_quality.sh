@@ -15,18 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 PYTHONPATH="$PWD"
 [ -f "$SAMPLE/styles.csv" ] || { echo "no shop sample at $SAMPLE (see ../shared/data/README.md)"; exit 2; }
 mkdir -p "$WORK/shop"
 cp -r "$SAMPLE/styles.csv" "$SAMPLE/images" "$WORK/shop/"
-cat > "$WORK/shop/shop.toml" <<'TOML'
-[catalog]
-path = "styles.csv"
-id_column = "id"
-category_column = "subCategory"
-image = "images/{id}.jpg"
-[groups]
-tops = ["Topwear"]
-bottoms = ["Bottomwear"]
-shoes = ["Shoes", "Sandal", "Flip Flops"]
-bags = ["Bags"]
-TOML
+cp benchmarks/dev_shop.toml "$WORK/shop/shop.toml"
 # a shop has no outfits: the compatible table needs a champion trained elsewhere (the sample)
 "$PY" -m fashionrec.cli sample-catalog "$WORK/sample" --items 400 >/dev/null
 "$PY" -m fashionrec.cli train --catalog "$WORK/sample" --backbone efficientnet_lite0 --epochs 5 --data "$WORK/data" >/dev/null

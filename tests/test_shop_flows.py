@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import mlflow
 import polars as pl
@@ -29,17 +30,7 @@ TAKE = {"Topwear": 40, "Bottomwear": 40, "Shoes": 30, "Sandal": 5, "Flip Flops":
         "Watches": 6, "Eyewear": 5, "Belts": 4}
 MESSY_ID = "23124"  # the export's row with an unquoted comma in productDisplayName
 
-SHOP_TOML = """[catalog]
-path = "styles.csv"
-id_column = "id"
-category_column = "subCategory"
-image = "images/{id}.jpg"
-[groups]
-tops = ["Topwear"]
-bottoms = ["Bottomwear"]
-shoes = ["Shoes", "Sandal", "Flip Flops"]
-bags = ["Bags"]
-"""
+SHOP_TOML = (Path(__file__).resolve().parents[1] / "benchmarks" / "dev_shop.toml").read_text()
 
 
 @pytest.fixture(scope="module")
