@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import platform
 import threading
 from dataclasses import dataclass
@@ -36,9 +37,20 @@ NEIGHBOURS = 10
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+BF16_ENV = "FASHIONREC_CPU_BF16"  # "1"/"0": take the CPU as having native bf16 or not (tests, odd CPUs)
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 natively (x86 AVX512-BF16 / AMX-BF16, Arm BF16)."""
+    """True where the CPU computes bf16 natively (x86 AVX512-BF16 / AMX-BF16, Arm BF16).
+
+    ``FASHIONREC_CPU_BF16=1`` or ``=0`` overrides the detection: the suite runs once each way, so
+    that what ``auto`` picks on either kind of machine is tested on both."""
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigError(f"{BF16_ENV} must be 0 or 1 (or unset to detect), not {forced!r}")
     if platform.system() != "Linux":
         return False
     try:
