@@ -76,8 +76,8 @@ def write_release(root: Path, seed: int = 0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from fashionrec.catalog import filter_categories, load_catalog
-    from fashionrec.config import TripletConfig
-    from fashionrec.triplets import build_triplets
+    from fashionrec.compat.config import TripletConfig
+    from fashionrec.compat.triplets import build_triplets
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=Path("/tmp/fashionrec-bench/polyvore-full"))

@@ -43,17 +43,21 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fashionrec import schemas as S  # noqa: E402
-from fashionrec.backbones import encoder_key, get_encoder  # noqa: E402
 from fashionrec.catalog import filter_categories, load_catalog  # noqa: E402
 from fashionrec.catalog.polyvore import read_categories  # noqa: E402
-from fashionrec.categories import default_mapping  # noqa: E402
-from fashionrec.config import EmbedConfig, TrainConfig, TripletConfig, TypeAwareConfig  # noqa: E402
-from fashionrec.embedding import ItemVectors, embed_shard, hash_images, load_item_vectors, plan_shards  # noqa: E402
-from fashionrec.metrics import EvalResult, evaluate_compatibility  # noqa: E402
-from fashionrec.model_kinds import pair_scorer  # noqa: E402
-from fashionrec.training import evaluate_split, fit_compat  # noqa: E402
-from fashionrec.triplets import build_triplets  # noqa: E402
+from fashionrec.compat.config import TrainConfig, TripletConfig  # noqa: E402
+from fashionrec.compat.evaluation import evaluate_split  # noqa: E402
+from fashionrec.compat.kinds import fit_compat  # noqa: E402
+from fashionrec.compat.metrics import EvalResult, evaluate_compatibility  # noqa: E402
+from fashionrec.compat.triplets import build_triplets  # noqa: E402
+from fashionrec.compat.type_aware import TypeAwareConfig  # noqa: E402
+from fashionrec.core import schemas as S  # noqa: E402
+from fashionrec.core.groups import DEFAULT_GROUPS, default_mapping  # noqa: E402
+from fashionrec.embedding.backbones import encoder_key, get_encoder  # noqa: E402
+from fashionrec.embedding.config import EmbedConfig  # noqa: E402
+from fashionrec.embedding.stage import embed_items  # noqa: E402
+from fashionrec.storage.data_dir import DataDir  # noqa: E402
+from fashionrec.vectors import ItemVectors  # noqa: E402
 
 STRUCTURE = ROOT.parent / "shared" / "data" / "polyvore-outfits-structure"
 BACKBONE = "efficientnet_lite0"
@@ -81,7 +85,7 @@ class Questions:
 
     def evaluate(self, model, vectors: ItemVectors) -> EvalResult:
         return evaluate_compatibility(self.labels, self.outfits, self.fitb_q, self.fitb_a, self.fitb_c,
-                                      vectors.index_of(), pair_scorer(model, vectors))
+                                      vectors.index_of(), model.outfit_scorer(vectors), model.candidate_scorer(vectors))
 
 
 def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -252,18 +256,11 @@ def build_sample(work: Path, items: int = 1000, seed: int = 0):
         write_sample_catalog(root, items=items, seed=seed)
     cat = load_catalog(root)
     filtered = filter_categories(cat).items
-    hashed = hash_images(filtered)
-    data = work / "sample-data"
-    cfg = EmbedConfig(backbone=BACKBONE, shard_size=256)
-    key = encoder_key(BACKBONE)
     t = time.perf_counter()
-    shards = plan_shards(hashed, data, cfg, key)
-    for shard in shards:
-        embed_shard(shard, cfg)
-    if shards:
-        log.info("embedded the sample (%d shards) in %.0fs", len(shards), time.perf_counter() - t)
-    vectors, _ = load_item_vectors(hashed, data, key)
-    return cat, filtered, vectors
+    outcome = embed_items(filtered, DataDir.open(work / "sample-data"), EmbedConfig(backbone=BACKBONE, shard_size=256))
+    if outcome.shards:
+        log.info("embedded the sample (%d shards) in %.0fs", len(outcome.shards), time.perf_counter() - t)
+    return cat, filtered, outcome.vectors
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -272,7 +269,7 @@ def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, s
     rows = []
     for key in settings:
         kind, cfg = SETTINGS[key]
-        fit = fit_compat(vectors, triplets, cfg, BACKBONE, kind=kind, type_aware=TypeAwareConfig())
+        fit = fit_compat(vectors, triplets, cfg, BACKBONE, DEFAULT_GROUPS, kind)
         valid, test = evaluate(fit.model, "valid"), evaluate(fit.model, "test")
         losses = fit.epoch_losses
         row = {

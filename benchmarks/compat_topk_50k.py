@@ -32,13 +32,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fashionrec import schemas as S  # noqa: E402
-from fashionrec.categories import GROUPS  # noqa: E402
-from fashionrec.compat import CompatibilityMLP, DecomposedScorer  # noqa: E402
-from fashionrec.config import TopKConfig  # noqa: E402
-from fashionrec.embedding import ItemVectors  # noqa: E402
-from fashionrec.neighbors import blocked_topk, compatible_topk  # noqa: E402
-from fashionrec.type_aware import TypeAwareInfo, TypeAwareNet  # noqa: E402
+from fashionrec.compat.info import ModelInfo  # noqa: E402
+from fashionrec.compat.mlp import CompatibilityMLP, DecomposedScorer  # noqa: E402
+from fashionrec.compat.type_aware import TypeAwareNet  # noqa: E402
+from fashionrec.core import schemas as S  # noqa: E402
+from fashionrec.core.config import TopKConfig  # noqa: E402
+from fashionrec.core.groups import DEFAULT_GROUPS as GROUPS  # noqa: E402
+from fashionrec.tables.neighbors import blocked_topk, compatible_topk  # noqa: E402
+from fashionrec.vectors import ItemVectors  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch threads {torch.get_num_threads()}", flush=True)
 
     torch.manual_seed(0)
-    info = TypeAwareInfo(backbone="bench", encoder_key=vectors.encoder_key, embed_dim=args.dim,
-                         hidden_dim=64, space_dim=64)
+    info = ModelInfo("type_aware", "bench", vectors.encoder_key, args.dim, GROUPS, {"space_dim": 64})
     ta = TypeAwareNet(info).eval()
     t, c = time.perf_counter(), time.process_time()
     table = compatible_topk(vectors, ta, config)

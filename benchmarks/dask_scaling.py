@@ -30,7 +30,7 @@ def main() -> None:
 
     from fashionrec.catalog import filter_categories, load_catalog
     from fashionrec.catalog.sample import write_sample_catalog
-    from fashionrec.config import EmbedConfig
+    from fashionrec.embedding.config import EmbedConfig
     from flows.embedding import embed_items
     from flows.runners import RunnerConfig, make_task_runner
 

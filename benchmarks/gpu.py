@@ -26,12 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import naive  # noqa: E402
 from benchmarks.run import unit_vectors, write_product_photos  # noqa: E402
-from fashionrec.backbones import get_encoder  # noqa: E402
-from fashionrec.compat import CompatibilityMLP, DecomposedScorer  # noqa: E402
-from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig  # noqa: E402
-from fashionrec.embedding import encode_images  # noqa: E402
-from fashionrec.neighbors import blocked_topk  # noqa: E402
-from fashionrec.training import train_pairs  # noqa: E402
+from fashionrec.compat.config import TrainConfig  # noqa: E402
+from fashionrec.compat.mlp import CompatibilityMLP, DecomposedScorer  # noqa: E402
+from fashionrec.compat.training import train_pairs  # noqa: E402
+from fashionrec.core.config import TopKConfig  # noqa: E402
+from fashionrec.embedding.backbones import get_encoder  # noqa: E402
+from fashionrec.embedding.config import EmbedConfig  # noqa: E402
+from fashionrec.embedding.encode import encode_images  # noqa: E402
+from fashionrec.tables.neighbors import blocked_topk  # noqa: E402
 
 
 def _photos(args: tuple[str, int, int, int, int]) -> list[str]:
@@ -50,7 +52,7 @@ def _embed_breakdown(paths: list[str], encoder, cpus: int, device: torch.device,
     and the CNN alone (bf16 autocast, batch 256, channels_last)."""
     from torch.utils.data import DataLoader
 
-    from fashionrec.embedding import _collate, _ImageDataset, wants_gpu_decode
+    from fashionrec.embedding.encode import _collate, _ImageDataset, wants_gpu_decode
 
     preset = encoder.preset
     raw = wants_gpu_decode(EmbedConfig(backbone="resnet50_random"), device)

@@ -3,9 +3,8 @@ removed, as a share of the first (full) run's.
 
     PYTHONPATH=. python benchmarks/incremental_refresh.py [--items 1000] [--out DIR]
 
-Each refresh runs in a fresh process (as a nightly job does), through the library refresh
-(``fashionrec.refresh.run_refresh``: the flow's steps without Prefect), on a synthetic catalogue
-with EfficientNet-Lite0. "embed" is the manifest's embed stage: hash every image, plan shards,
+Each refresh runs in a fresh process (as a nightly job does): ``fashionrec refresh`` (the
+nightly-refresh flow), on a synthetic catalogue with EfficientNet-Lite0 and a random champion. "embed" is the manifest's embed stage: hash every image, plan shards,
 load the encoder, embed the planned images, join the store.
 """
 
@@ -19,26 +18,30 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = """
-import json, sys, torch
-from fashionrec.backbones import embedding_dim, encoder_key
-from fashionrec.compat import CompatibilityMLP, CompatModelInfo
-from fashionrec.config import EmbedConfig, TopKConfig
-from fashionrec.refresh import run_refresh
-torch.manual_seed(0)
-b = "efficientnet_lite0"
-info = CompatModelInfo(b, encoder_key(b), embedding_dim(b), hidden_dim=64)
-m = run_refresh(sys.argv[1], sys.argv[2], CompatibilityMLP(info.embed_dim, 64).eval(), info,
-                EmbedConfig(backbone=b, shard_size=128), TopKConfig(k=10))
-print(json.dumps(m))
-"""
+
+def register_random_champion(data: Path) -> None:
+    """A champion with seeded random weights: the refresh needs one to score with, not a good one."""
+    import torch
+
+    from fashionrec.compat.info import ModelInfo
+    from fashionrec.compat.mlp import CompatibilityMLP
+    from fashionrec.compat.tracking import log_and_register
+    from fashionrec.embedding.backbones import embedding_dim, encoder_key
+    from fashionrec.storage.data_dir import DataDir
+
+    torch.manual_seed(0)
+    b = "efficientnet_lite0"
+    info = ModelInfo("mlp", b, encoder_key(b), embedding_dim(b), config={"hidden_dim": 64})
+    log_and_register(DataDir.open(data), CompatibilityMLP(info.embed_dim, 64).eval(), info, {}, [0.7],
+                     {"valid_compat_auc": 0.5})
 
 
 def refresh(catalog: Path, data: Path) -> tuple[dict, float]:
+    """One `fashionrec refresh` in its own process, as a nightly job runs it."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(catalog), str(data)], check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1]), time.perf_counter() - start
+    out = subprocess.run([sys.executable, "-m", "app.cli", "refresh", "--catalog", str(catalog), "--data", str(data),
+                          "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("{"):]), time.perf_counter() - start
 
 
 def main() -> None:
@@ -47,20 +50,24 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     import numpy as np
-    import polars as pl
 
     from fashionrec.catalog.sample import draw_item, write_sample_catalog
 
     root = args.out or Path(tempfile.mkdtemp(prefix="fashionrec-incremental-"))
     catalog, data = root / "catalog", root / "data"
     write_sample_catalog(catalog, items=args.items, seed=0)
+    data.mkdir(parents=True, exist_ok=True)
+    register_random_champion(data)
     first, wall1 = refresh(catalog, data)
 
     # 1% of the published items out, as many new items (new images) in
     meta_path = catalog / "polyvore_item_metadata.json"
     meta = json.loads(meta_path.read_text())
     share = max(1, round(0.01 * first["items_filtered"]))
-    items = pl.read_parquet(data / "tables" / first["run_id"] / "items" / "*.parquet")
+    from fashionrec.core import schemas as S
+    from fashionrec.tables.publish import read_table
+
+    items = read_table(data, S.ITEMS_TABLE, first["run_id"])
     for item_id in items.sort("item_id")["item_id"].to_list()[:share]:
         del meta[item_id]
     rng = np.random.default_rng(1)

@@ -25,10 +25,12 @@ import pyarrow.dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionrec import publish  # noqa: E402
-from fashionrec import schemas as S  # noqa: E402
-from fashionrec.categories import GROUPS  # noqa: E402
-from fashionrec.store import RecommendationStore  # noqa: E402
+from fashionrec.core import schemas as S  # noqa: E402
+from fashionrec.core.config import PublishConfig  # noqa: E402
+from fashionrec.core.groups import DEFAULT_GROUPS as GROUPS  # noqa: E402
+from fashionrec.storage.data_dir import DataDir  # noqa: E402
+from fashionrec.tables import publish  # noqa: E402
+from fashionrec.tables.store import RecommendationStore  # noqa: E402
 
 
 def synthetic_run(data: Path, n_items: int, k: int, row_group_size: int, seed: int = 0) -> tuple[str, list[str]]:
@@ -62,7 +64,7 @@ def synthetic_run(data: Path, n_items: int, k: int, row_group_size: int, seed: i
     publish.write_table(compatible, data, run_id, S.COMPATIBLE_TABLE, row_group_size=row_group_size)
     publish.write_table(items, data, run_id, S.ITEMS_TABLE, row_group_size=row_group_size)
     publish.write_manifest(data, run_id, {"run_id": run_id, "k": k})
-    publish.publish_run(data, run_id, keep_runs=1)
+    publish.publish_run(data, run_id, PublishConfig(keep_runs=1))
     return run_id, ids.tolist()
 
 
@@ -102,9 +104,9 @@ def main() -> int:
     results = {}
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="fashionrec-bench-") as tmp:
-            data = Path(tmp)
+            data = DataDir.open(tmp)
             run_id, ids = synthetic_run(data, args.items, args.k, size)
-            path = publish.run_dir(data, run_id) / S.SIMILAR_TABLE
+            path = data.table(run_id, S.SIMILAR_TABLE)
             mb = sum(f.stat().st_size for f in path.glob("*.parquet")) / 1e6
             t0 = time.perf_counter()
             store = RecommendationStore(data)

@@ -33,17 +33,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import naive  # noqa: E402
-from fashionrec import schemas as S  # noqa: E402
-from fashionrec.categories import GROUPS  # noqa: E402
-from fashionrec.backbones import get_encoder  # noqa: E402
-from fashionrec.compat import CompatibilityMLP, DecomposedScorer  # noqa: E402
-from fashionrec.config import EmbedConfig, TopKConfig, TrainConfig, TripletConfig  # noqa: E402
-from fashionrec.embedding import encode_images  # noqa: E402
-from fashionrec.neighbors import blocked_topk, self_topk  # noqa: E402
-from fashionrec.onnx_cpu import onnx_check  # noqa: E402
-from fashionrec.precision import cpu_has_native_bf16, int8_check  # noqa: E402
-from fashionrec.training import train_pairs  # noqa: E402
-from fashionrec.triplets import build_triplets  # noqa: E402
+from fashionrec.compat.config import TrainConfig, TripletConfig  # noqa: E402
+from fashionrec.compat.mlp import CompatibilityMLP, DecomposedScorer  # noqa: E402
+from fashionrec.compat.training import train_pairs  # noqa: E402
+from fashionrec.compat.triplets import build_triplets  # noqa: E402
+from fashionrec.core import schemas as S  # noqa: E402
+from fashionrec.core.config import TopKConfig  # noqa: E402
+from fashionrec.core.groups import DEFAULT_GROUPS as GROUPS  # noqa: E402
+from fashionrec.embedding.backbones import get_encoder  # noqa: E402
+from fashionrec.embedding.config import EmbedConfig  # noqa: E402
+from fashionrec.embedding.encode import encode_images  # noqa: E402
+from fashionrec.embedding.onnx_cpu import onnx_check  # noqa: E402
+from fashionrec.embedding.precision import cpu_has_native_bf16, int8_check  # noqa: E402
+from fashionrec.tables.neighbors import blocked_topk, self_topk  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 GROUP_SHARES = {"tops": 0.30, "bottoms": 0.23, "shoes": 0.27, "bags": 0.20}  # the real sample's mix

@@ -95,7 +95,7 @@ fi
 
 if [ ! -d "$FASHIONREC_CATALOG" ] && [ "$FASHIONREC_CATALOG" = demo-data/sample-catalog ]; then
     say "writing the sample catalogue to $FASHIONREC_CATALOG (set FASHIONREC_CATALOG for yours)"
-    python -m fashionrec.cli sample-catalog "$FASHIONREC_CATALOG" --items 800 --seed 7
+    python -m app.cli sample-catalog "$FASHIONREC_CATALOG" --items 800 --seed 7
 fi
 
 say "applying deployments/prefect.yaml (catalogue $FASHIONREC_CATALOG, data dir $FASHIONREC_DATA)"
@@ -106,19 +106,21 @@ start prefect worker start --pool "$POOL" --type process
 
 if [ "$MLFLOW_PORT" != 0 ]; then
     mkdir -p "$FASHIONREC_DATA"
+    # the data dir's own tracking store, as the library names it (fashionrec/storage/data_dir.py)
+    MLFLOW_URI=$(python -c 'import sys; from fashionrec.storage.data_dir import DataDir; print(DataDir.open(sys.argv[1]).mlflow_uri)' "$FASHIONREC_DATA")
     say "starting the MLflow UI on http://$HOST:$MLFLOW_PORT"
-    start mlflow ui --host "$HOST" --port "$MLFLOW_PORT" --workers 1 \
-        --backend-store-uri "sqlite:///$(cd "$FASHIONREC_DATA" && pwd)/mlflow.db"
+    start mlflow ui --host "$HOST" --port "$MLFLOW_PORT" --workers 1 --backend-store-uri "$MLFLOW_URI"
 fi
 
 has_champion() {
     python - "$FASHIONREC_DATA" <<'EOF' 2>/dev/null
 import sys
-from pathlib import Path
-if not (Path(sys.argv[1]) / "mlflow.db").exists():
+from fashionrec.storage.data_dir import DataDir
+data = DataDir.open(sys.argv[1])
+if data.owns_mlflow_store and not data.mlflow_db.exists():
     sys.exit(1)
-from fashionrec.tracking import list_models
-sys.exit(0 if any("champion" in m["aliases"] for m in list_models(sys.argv[1])) else 1)
+from fashionrec.compat.tracking import list_models
+sys.exit(0 if any("champion" in m["aliases"] for m in list_models(data)) else 1)
 EOF
 }
 if [ "${FASHIONREC_FIRST_RUN:-1}" = 1 ] && ! has_champion; then

@@ -1,4 +1,5 @@
-"""The embedding stage shared by both flows: hash -> plan shards -> embed shards (mapped)."""
+"""The embedding stage inside a flow: ``fashionrec.embedding.stage.embed_items`` with its steps
+as tasks, the shards mapped over the flow's task runner (threads, or a Dask cluster's workers)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from prefect import unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from fashionrec.backbones import encoder_key
-from fashionrec.config import EmbedConfig
-from fashionrec.embedding import EmbedOutcome, Shard, ShardResult
+from fashionrec.embedding import stage
+from fashionrec.embedding.config import EmbedConfig
+from fashionrec.embedding.plan import Shard
+from fashionrec.embedding.stage import EmbedOutcome, EmbedSteps, ShardResult
+from fashionrec.storage.data_dir import DataDir
 from flows.runners import gpu_placement
 from tasks.embedding import embed_shard, hash_images, plan_shards, summarize_embedding
 
@@ -20,19 +23,11 @@ __all__ = ["EmbedOutcome", "embed_items"]
 PROGRESS_KEY = "embedding-progress"
 
 
-def embed_items(items: pl.DataFrame, data_dir: str, config: EmbedConfig) -> EmbedOutcome:
-    key = encoder_key(config.backbone)
-    hashed = hash_images(items)
-    shards = plan_shards(hashed, data_dir, config, key)
-    results = _embed_shards(shards, config, hashed.height)
-    return summarize_embedding(hashed, shards, results, data_dir, key)
-
-
-def _embed_shards(shards: list[Shard], config: EmbedConfig, items: int) -> list[ShardResult]:
-    """Embed the shards (concurrently, up to the flow's task runner), reporting progress."""
+def embed_shards(shards: list[Shard], config: EmbedConfig) -> list[ShardResult]:
+    """Embed the shards concurrently (up to the flow's task runner), reporting progress."""
     total = sum(s.size for s in shards)
     if not shards:
-        create_progress_artifact(100.0, key=PROGRESS_KEY, description=f"nothing to embed: all {items} images in the store")
+        create_progress_artifact(100.0, key=PROGRESS_KEY, description="nothing to embed: every image is in the store")
         return []
     progress = create_progress_artifact(0.0, key=PROGRESS_KEY, description=f"embedding {total} images in {len(shards)} shards")
     sizes = {s.shard_id: s.size for s in shards}
@@ -49,3 +44,11 @@ def _embed_shards(shards: list[Shard], config: EmbedConfig, items: int) -> list[
         if not Path(results[shard.shard_id].out_path).exists():
             results[shard.shard_id] = embed_shard.with_options(refresh_cache=True)(shard, config)
     return [results[s.shard_id] for s in shards]
+
+
+TASK_STEPS = EmbedSteps(hash_images=hash_images, plan_shards=plan_shards, embed_shards=embed_shards,
+                        summarize_embedding=summarize_embedding)
+
+
+def embed_items(items: pl.DataFrame, data: DataDir, config: EmbedConfig) -> EmbedOutcome:
+    return stage.embed_items(items, data, config, TASK_STEPS)

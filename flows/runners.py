@@ -2,7 +2,7 @@
 
 Only the mapped embedding shards go through the task runner (``.map``); everything sent to a
 Dask worker is a ``Shard`` (paths and a small config), never tensors or tables. Each worker
-process loads the backbone once (``fashionrec.backbones.get_encoder`` caches it per process).
+process loads the backbone once (``fashionrec.embedding.backbones.get_encoder`` caches it per process).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Iterator
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fashionrec.config import FlowRunConfig
-from fashionrec.errors import ConfigError
+from fashionrec.core.config import FlowRunConfig
+from fashionrec.core.errors import ConfigError
 
 RUNNERS = ("threads", "dask")
 

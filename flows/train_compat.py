@@ -1,26 +1,22 @@
-"""train-compat: catalogue -> filter -> embed -> triplets -> train -> evaluate -> register."""
+"""train-compat: catalogue -> filter -> embed -> triplets -> train -> evaluate -> register.
+
+The one definition of training: the CLI, the deployments and the tests all run this flow."""
 
 from __future__ import annotations
 
-
-import flows  # noqa: F401  (routes library logs to Prefect)
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fashionrec.config import (
-    EmbedConfig,
-    FlowRunConfig,
-    TrainConfig,
-    TripletConfig,
-    TypeAwareConfig,
-    config_dict,
-    default_negatives,
-)
-from fashionrec.remote import is_remote, local_data_dir
+import flows  # noqa: F401  (routes library logs to Prefect)
+from fashionrec.compat.config import TrainConfig, TripletConfig
+from fashionrec.compat.kinds import kind, kind_params
+from fashionrec.core.config import FlowRunConfig, config_dict
+from fashionrec.embedding.config import EmbedConfig
+from fashionrec.storage.data_dir import DataDir
 from flows.embedding import embed_items
 from tasks.artifacts import publish_training_artifacts
-from tasks.remote import pull_data_dir, push_embeddings
 from tasks.catalog import filter_categories, load_catalog
+from tasks.storage import pull, push_embeddings
 from tasks.training import build_triplets, evaluate_split, fit_compat, log_and_register
 
 
@@ -38,31 +34,30 @@ def train_compat(
     shard_size: int = EmbedConfig.shard_size,
     model: str = "mlp",
 ) -> dict:
-    """Train a compatibility model (``model``: "mlp", the design's, or "type_aware") on a
-    Polyvore-layout catalogue and register it in MLflow. ``negatives`` defaults to the model
-    kind's sampler (random for the MLP, same_group for type-aware)."""
+    """Train a compatibility model (``model``: a kind of ``compat.kinds.KINDS``) on a catalogue's
+    outfits and register it in MLflow. ``negatives`` defaults to the kind's sampler."""
     logger = get_run_logger()
-    url, data_dir = data_dir, str(local_data_dir(data_dir))  # s3://...: work on its local cache
-    if is_remote(url):
-        pull_data_dir(url)
-    embed_cfg = EmbedConfig(backbone=backbone, shard_size=shard_size)
-    triplet_cfg = TripletConfig(negatives=negatives or default_negatives(model), seed=seed)
-    type_aware_cfg = TypeAwareConfig()
-    train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    model_kind = kind(model)  # an unknown kind fails here, before any work
+    data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
+    if data.is_remote:
+        pull(data)
+    embed = EmbedConfig(backbone=backbone, shard_size=shard_size)
+    sampling = TripletConfig(negatives=negatives or model_kind.negatives, seed=seed)
+    training = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     cat = load_catalog(catalog, split)
-    train_outfits = cat.require_outfits("train")  # a shop catalogue has none: clear error, early
+    train_outfits = cat.require_outfits("train")  # a catalogue without outfits: a clear error, early
     filtered = filter_categories(cat)
-    embedded = embed_items(filtered.items, data_dir, embed_cfg)
-    triplets = build_triplets(train_outfits, filtered.items, triplet_cfg)
-    fit = fit_compat(embedded.vectors, triplets, train_cfg, backbone, model, type_aware_cfg)
+    embedded = embed_items(filtered.items, data, embed)
+    triplets = build_triplets(train_outfits, filtered.items, sampling)
+    fit = fit_compat(embedded.vectors, triplets, training, backbone, cat.group_mapping.names, model)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
 
-    kind_cfgs = (type_aware_cfg,) if model == "type_aware" else ()
-    params = config_dict(embed_cfg, triplet_cfg, train_cfg, *kind_cfgs) | {
+    params = config_dict(embed, sampling, training) | kind_params(fit.info) | {
         "model": model,
         "catalog": catalog,
         "split": split,
+        "groups": ",".join(fit.info.groups),
         "triplets": triplets.height,
         "train_pairs": fit.pairs,
     }
@@ -71,9 +66,9 @@ def train_compat(
         "valid_fitb_accuracy": valid.fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
-    if is_remote(url):
-        push_embeddings(data_dir, url)
-    registered = log_and_register(data_dir, fit, params, metrics, run_name=f"train-{model}-{backbone}")
+    if data.is_remote:
+        push_embeddings(data)
+    registered = log_and_register(data, fit, params, metrics, run_name=f"train-{model}-{backbone}")
     logger.info(
         "model version %s registered as @%s: valid AUC %.3f, FITB %.3f",
         registered.version, registered.alias, valid.compat_auc, valid.fitb_accuracy,
@@ -86,7 +81,7 @@ def train_compat(
         **valid.to_dict(),
         "epoch_losses": fit.epoch_losses,
     }
-    publish_training_artifacts(result, data_dir)
+    publish_training_artifacts(result, data)
     return result
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.retry import IO_RETRIES
-
 from fashionrec import catalog as lib
-from fashionrec.catalog.base import Catalog, FilterResult
+from fashionrec.catalog import Catalog, FilterResult
+from tasks.retry import IO_RETRIES
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

@@ -4,21 +4,22 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
+from fashionrec.embedding import plan, stage
+from fashionrec.embedding.config import EmbedConfig
+from fashionrec.embedding.plan import Shard
+from fashionrec.embedding.stage import EmbedOutcome, ShardResult
+from fashionrec.storage.data_dir import DataDir
 from tasks.retry import IO_RETRIES
-
-from fashionrec import embedding as lib
-from fashionrec.config import EmbedConfig
-from fashionrec.embedding import EmbedOutcome, ItemVectors, Shard, ShardResult
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def hash_images(items: pl.DataFrame) -> pl.DataFrame:
-    return lib.hash_images(items)
+    return plan.hash_images(items)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def plan_shards(hashed: pl.DataFrame, data_dir: str, config: EmbedConfig, encoder_key: str) -> list[Shard]:
-    return lib.plan_shards(hashed, data_dir, config, encoder_key)
+def plan_shards(hashed: pl.DataFrame, data: DataDir, backbone: str, encoder_key: str, shard_size: int) -> list[Shard]:
+    return plan.plan_shards(hashed, data, backbone, encoder_key, shard_size)
 
 
 # Keyed on the shard (its id is the sha256 of its images' hashes, its paths name the store) and
@@ -38,18 +39,11 @@ SHARD_CACHE_POLICY = INPUTS + TASK_SOURCE
     task_run_name="embed-shard-{shard.shard_id}",
 )
 def embed_shard(shard: Shard, config: EmbedConfig) -> ShardResult:
-    return lib.embed_shard(shard, config)
-
-
-@task(cache_policy=NO_CACHE)
-def load_item_vectors(
-    hashed: pl.DataFrame, data_dir: str, encoder_key: str
-) -> tuple[ItemVectors, pl.DataFrame]:
-    return lib.load_item_vectors(hashed, data_dir, encoder_key)
+    return stage.embed_shard(shard, config)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def summarize_embedding(
-    hashed: pl.DataFrame, shards: list[Shard], results: list[ShardResult], data_dir: str, encoder_key: str
+    hashed: pl.DataFrame, shards: list[Shard], results: list[ShardResult], data: DataDir, encoder_key: str
 ) -> EmbedOutcome:
-    return lib.summarize_embedding(hashed, shards, results, data_dir, encoder_key)
+    return stage.summarize_embedding(hashed, shards, results, data, encoder_key)

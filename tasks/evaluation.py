@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from fashionrec import evaluation
-from fashionrec.catalog.base import Catalog
-from fashionrec.metrics import EvalResult
+from fashionrec.catalog import Catalog
+from fashionrec.compat import evaluation
+from fashionrec.compat.metrics import EvalResult
+from fashionrec.storage.data_dir import DataDir
 
 
 @task(cache_policy=NO_CACHE)
@@ -18,7 +18,5 @@ def select_eval_items(items: pl.DataFrame, catalog: Catalog, split: str) -> pl.D
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def log_evaluation(
-    data_dir: str | Path, result: EvalResult, model_version: str, params: dict[str, Any], prefix: str
-) -> str:
-    return evaluation.log_evaluation(data_dir, result, model_version, params, prefix)
+def log_evaluation(data: DataDir, result: EvalResult, model_version: str, params: dict[str, Any], prefix: str) -> str:
+    return evaluation.log_evaluation(data, result, model_version, params, prefix)

@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from fashionrec.errors import FashionrecError
+from fashionrec.core.errors import FashionrecError
 
 
 def transient_only(task: Any, task_run: Any, state: Any) -> bool:

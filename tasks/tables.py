@@ -7,12 +7,23 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from fashionrec.compat.interface import CompatModel
+from fashionrec.core.config import PublishConfig, TopKConfig
+from fashionrec.embedding.stage import EmbedOutcome
+from fashionrec.storage.data_dir import DataDir
+from fashionrec.tables import gallery, neighbors, publish, runs
+from fashionrec.vectors import ItemVectors
 from tasks.retry import IO_RETRIES
 
-from fashionrec import neighbors, publish, refresh
-from fashionrec.compat import CompatibilityMLP
-from fashionrec.config import TopKConfig
-from fashionrec.embedding import ItemVectors
+
+@task(cache_policy=NO_CACHE)
+def build_rejects(embedded: EmbedOutcome, data: DataDir) -> pa.Table:
+    return runs.build_rejects(embedded, data)
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def record_rejects(rejects: pa.Table, items: int, max_share: float, data: DataDir, run_id: str) -> None:
+    runs.record_rejects(rejects, items, max_share, data, run_id)
 
 
 @task(cache_policy=NO_CACHE)
@@ -21,33 +32,20 @@ def similar_topk(vectors: ItemVectors, config: TopKConfig) -> pa.Table:
 
 
 @task(cache_policy=NO_CACHE)
-def compatible_topk(vectors: ItemVectors, model: CompatibilityMLP, config: TopKConfig) -> pa.Table:
+def compatible_topk(vectors: ItemVectors, model: CompatModel, config: TopKConfig) -> pa.Table:
     return neighbors.compatible_topk(vectors, model, config)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def write_table(table: pa.Table, data_dir: str, run_id: str, name: str) -> Path:
-    return publish.write_table(table, data_dir, run_id, name)
-
-
-@task(cache_policy=NO_CACHE)
-def validate_table(table: pa.Table, name: str, item_groups: dict[str, str], k: int) -> None:
-    publish.validate_table(table, name, item_groups, k)
+def write_run(data: DataDir, tables: runs.RunTables, manifest: runs.RunManifest, k: int) -> dict[str, Any]:
+    return runs.write_run(data, tables, manifest, k)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def write_manifest(data_dir: str, run_id: str, manifest: dict[str, Any]) -> Path:
-    return publish.write_manifest(data_dir, run_id, manifest)
+def publish_run(data: DataDir, run_id: str, config: PublishConfig) -> Path:
+    return publish.publish_run(data, run_id, config)
 
 
-@task(**IO_RETRIES, cache_policy=NO_CACHE)
-def publish_run(data_dir: str, run_id: str, keep_runs: int, grace_s: float) -> Path:
-    return publish.publish_run(data_dir, run_id, keep_runs, grace_s)
-
-
-@task(**IO_RETRIES, cache_policy=NO_CACHE)
-def write_run(
-    data_dir: str, run_id: str, tables: dict[str, pa.Table], item_groups: dict[str, str], k: int,
-    manifest: dict[str, Any],
-) -> Path:
-    return refresh.write_run(data_dir, run_id, tables, item_groups, k, manifest)
+@task(retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
+def write_gallery(data: DataDir, run_id: str) -> Path:
+    return gallery.write_gallery(data, run_id)

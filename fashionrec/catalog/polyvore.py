@@ -20,11 +20,11 @@ from pathlib import Path
 
 import polars as pl
 
-from fashionrec import schemas as S
-from fashionrec.catalog.base import Catalog, CatalogReport, check_missing
-from fashionrec.catalog.validate import validate_items
-from fashionrec.config import SPLITS, CatalogConfig
-from fashionrec.errors import CatalogError
+from fashionrec.catalog.base import Catalog, CatalogReport
+from fashionrec.catalog.validate import check_missing, validate_items
+from fashionrec.core import schemas as S
+from fashionrec.core.config import SPLITS, CatalogConfig
+from fashionrec.core.errors import CatalogError
 
 try:  # orjson (a Prefect dependency) parses the 250k-item metadata several times faster
     import orjson
@@ -111,15 +111,15 @@ def read_outfits(path: Path) -> pl.DataFrame:
         rows = rows.filter(pl.col("items").is_not_null()).select(
             S.SET_ID,
             pl.col("items").struct.field("item_id").cast(pl.String).alias(S.ITEM_ID),
-            pl.col("items").struct.field("index").cast(pl.Int32).alias("index"),
+            pl.col("items").struct.field("index").cast(pl.Int32).alias(S.OUTFIT_INDEX),
         )
     except Exception as exc:  # polars raises ComputeError, ColumnNotFoundError, ... on a wrong shape
         raise CatalogError(
             f"{path} is not an outfits file of the release ({type(exc).__name__}: {exc}); expected "
             '[{"items": [{"item_id": "...", "index": 1}, ...], "set_id": "..."}, ...]'
         ) from None
-    if rows[S.ITEM_ID].null_count() or rows["index"].null_count():
-        raise CatalogError(f"{path}: {rows[S.ITEM_ID].null_count() + rows['index'].null_count()} outfit "
+    if rows[S.ITEM_ID].null_count() or rows[S.OUTFIT_INDEX].null_count():
+        raise CatalogError(f"{path}: {rows[S.ITEM_ID].null_count() + rows[S.OUTFIT_INDEX].null_count()} outfit "
                            "entries lack item_id or index")
     return rows
 
@@ -139,7 +139,7 @@ class FITBQuestions:
 
 def _token_map(outfits: pl.DataFrame) -> dict[str, str]:
     tokens = outfits.select(
-        (pl.col(S.SET_ID) + "_" + pl.col("index").cast(pl.String)).alias("t"), S.ITEM_ID
+        (pl.col(S.SET_ID) + "_" + pl.col(S.OUTFIT_INDEX).cast(pl.String)).alias("t"), S.ITEM_ID
     )
     return dict(zip(tokens["t"].to_list(), tokens[S.ITEM_ID].to_list()))
 

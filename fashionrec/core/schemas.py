@@ -1,0 +1,123 @@
+"""Every column name and Arrow schema of fashionrec, declared once.
+
+Tables written by the product and read by downstream consumers use these names; code elsewhere
+refers to the constants, never to string literals.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- items (the filtered catalogue) ------------------------------------------------------------
+ITEM_ID = "item_id"
+RAW_CATEGORY = "raw_category"
+SEMANTIC_CATEGORY = "semantic_category"
+# The item's GROUP (tops, bottoms, ...: a name of the catalogue's group mapping). Published as
+# "category" for the tables' readers; the catalogue's own category is RAW_CATEGORY.
+GROUP = "category"
+IMAGE = "image"
+IMAGE_SHA256 = "image_sha256"
+
+# --- embeddings --------------------------------------------------------------------------------
+BACKBONE = "backbone"
+VECTOR = "vector"
+COLOUR = "colour"  # the product's colour descriptor (fashionrec.colour)
+
+# --- published tables --------------------------------------------------------------------------
+RANK = "rank"
+NEIGHBOR_ID = "neighbor_id"
+NEIGHBOR_CATEGORY = "neighbor_category"
+SCORE = "score"
+
+# --- rejects -----------------------------------------------------------------------------------
+REASON = "reason"
+
+# --- triplets ----------------------------------------------------------------------------------
+ANCHOR = "anchor"
+POSITIVE = "positive"
+NEGATIVE = "negative"
+SET_ID = "set_id"
+OUTFIT_INDEX = "index"  # an item's 1-based position in its outfit (Polyvore's "<set_id>_<index>" tokens)
+
+SIMILAR_TABLE = "similar_items"
+COMPATIBLE_TABLE = "compatible_items"
+REJECTS_TABLE = "rejects"
+ITEMS_TABLE = "items"  # the run's items with a vector (RUN_ITEMS_SCHEMA)
+
+ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(RAW_CATEGORY, pa.string()),
+        pa.field(SEMANTIC_CATEGORY, pa.string()),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.string(), nullable=False),
+    ]
+)
+
+# the run's items with a vector, as published (tables/<run>/items/): what readers look items up in
+RUN_ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.string(), nullable=False),
+        pa.field(IMAGE_SHA256, pa.string(), nullable=False),
+    ]
+)
+
+
+def embeddings_schema(dim: int, colour_dim: int) -> pa.Schema:
+    """Schema of an embeddings part, per image: the backbone's L2-normalised float32 vector of
+    ``dim`` and the product's colour descriptor of ``colour_dim`` (unit norm too)."""
+    return pa.schema(
+        [
+            pa.field(ITEM_ID, pa.string(), nullable=False),
+            pa.field(IMAGE_SHA256, pa.string(), nullable=False),
+            pa.field(BACKBONE, pa.string(), nullable=False),
+            pa.field(VECTOR, pa.list_(pa.float32(), dim), nullable=False),
+            pa.field(COLOUR, pa.list_(pa.float32(), colour_dim), nullable=False),
+        ]
+    )
+
+
+SIMILAR_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
+COMPATIBLE_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
+        pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(IMAGE, pa.string()),
+        pa.field(REASON, pa.string(), nullable=False),
+    ]
+)
+
+TRIPLETS_SCHEMA = pa.schema(
+    [
+        pa.field(ANCHOR, pa.string(), nullable=False),
+        pa.field(POSITIVE, pa.string(), nullable=False),
+        pa.field(NEGATIVE, pa.string(), nullable=False),
+        pa.field(SET_ID, pa.string(), nullable=False),  # the outfit of (anchor, positive)
+    ]
+)
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    SIMILAR_TABLE: SIMILAR_SCHEMA,
+    COMPATIBLE_TABLE: COMPATIBLE_SCHEMA,
+}

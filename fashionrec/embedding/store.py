@@ -1,0 +1,120 @@
+"""The embedding store: one Parquet part per shard, keyed by image sha256 and encoder.
+
+The store of an encoder lives at ``DataDir.embeddings(encoder key)``: an image already embedded
+by the same backbone, weights and preprocessing is never embedded again, whatever item id it is
+listed under. Each part is written to a temporary name and renamed, so a finished shard is
+durable on its own. Reading the store needs only pyarrow and polars, so the read API and the
+tables never pull in the CNN's stack through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from fashionrec.core import schemas as S
+from fashionrec.storage.data_dir import DataDir
+from fashionrec.vectors import ItemVectors
+
+log = logging.getLogger(__name__)
+
+
+def _parts(data: DataDir, encoder_key: str) -> list[str]:
+    return sorted(str(p) for p in data.embeddings(encoder_key).glob("part-*.parquet"))
+
+
+def embedded_hashes(data: DataDir, encoder_key: str) -> set[str]:
+    """Image hashes already in the store for this encoder."""
+    parts = _parts(data, encoder_key)
+    if not parts:
+        return set()
+    table = ds.dataset(parts, format="parquet").to_table(columns=[S.IMAGE_SHA256])
+    return set(table.column(S.IMAGE_SHA256).to_pylist())
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name of this process, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def remove_dead_temporaries(data: DataDir, encoder_key: str) -> list[Path]:
+    """Delete the half-written ``.<name>.<pid>.tmp`` files of processes that died (SIGKILL,
+    power loss) in an encoder's store; a live process's temporaries are left alone."""
+    removed = []
+    for tmp in [*data.embeddings(encoder_key).glob(".*.tmp"), *data.rejects(encoder_key).glob(".*.tmp")]:
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or another user's): not ours to delete
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary files left by dead processes in %s", len(removed),
+                 data.embeddings(encoder_key))
+    return removed
+
+
+def load_item_vectors(
+    hashed_items: pl.DataFrame, data: DataDir, encoder_key: str
+) -> tuple[ItemVectors, pl.DataFrame]:
+    """Join the items to their stored vectors by image hash.
+
+    Returns the vectors of every item that has one, and the items that have none (rejected or
+    never embedded) with their reject reason where one was recorded.
+    """
+    parts = _parts(data, encoder_key)
+    shas = hashed_items[S.IMAGE_SHA256].drop_nulls().unique().to_list()
+    if parts and shas:
+        dataset = ds.dataset(parts, format="parquet")
+        table = dataset.to_table(
+            columns=[S.IMAGE_SHA256, S.VECTOR, S.COLOUR], filter=ds.field(S.IMAGE_SHA256).isin(shas)
+        )
+    else:
+        table = pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
+    store = pl.from_arrow(table.select([S.IMAGE_SHA256])).with_row_index("_row")
+    store = store.unique(subset=[S.IMAGE_SHA256], keep="first")
+    joined = hashed_items.join(store, on=S.IMAGE_SHA256, how="left").sort(S.ITEM_ID)
+    found = joined.filter(pl.col("_row").is_not_null())
+    missing = joined.filter(pl.col("_row").is_null()).drop("_row")
+    colours = None
+    if found.height:
+        rows = found["_row"].to_numpy()
+        vectors = _fixed_rows(table.column(S.VECTOR), rows)
+        colours = _fixed_rows(table.column(S.COLOUR), rows)
+    else:
+        vectors = np.zeros((0, 0), np.float32)
+    return ItemVectors(found.drop("_row"), vectors, encoder_key, colours), missing
+
+
+def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a fixed-size-list column as one contiguous float32 matrix."""
+    col = column.combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
+    return np.ascontiguousarray(values[rows], dtype=np.float32)
+
+
+def read_rejects(data: DataDir, encoder_key: str, item_ids: list[str]) -> pl.DataFrame:
+    """Reject reasons recorded by the shards for these items (latest first)."""
+    files = sorted(data.rejects(encoder_key).glob("rejects-*.parquet"), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    if not files:
+        return pl.DataFrame(schema={S.ITEM_ID: pl.String, S.IMAGE: pl.String, S.REASON: pl.String})
+    frame = pl.concat([pl.read_parquet(f) for f in files])
+    return frame.filter(pl.col(S.ITEM_ID).is_in(item_ids)).unique(subset=[S.ITEM_ID], keep="first")

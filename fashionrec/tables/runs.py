@@ -1,0 +1,239 @@
+"""What a refresh publishes: its tables, its rejects, its manifest, and how it differs from the
+previous run. The nightly-refresh flow (``flows/nightly_refresh.py``) is the sequence; these are
+the pieces it assembles a run from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from fashionrec.catalog.base import Catalog, FilterResult
+from fashionrec.core import schemas as S
+from fashionrec.core.errors import RejectsExceededError
+from fashionrec.embedding.stage import EmbedOutcome
+from fashionrec.embedding.store import read_rejects
+from fashionrec.storage.data_dir import DataDir
+from fashionrec.tables import publish
+from fashionrec.vectors import ItemVectors
+
+log = logging.getLogger(__name__)
+
+
+class Stopwatch:
+    """Seconds per stage of a run: ``lap(name)`` closes the stage that ran since the last lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._clock, 3)
+        self._clock = now
+
+
+@dataclass(frozen=True)
+class ItemChanges:
+    """How this run's published items differ from the previous published run's."""
+
+    previous_run: str | None
+    new: int  # item ids published now, not in the previous run
+    removed: int  # item ids of the previous run not published now
+    changed: int  # item ids in both whose image changed (new sha256: re-embedded)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "previous_run": self.previous_run,
+            "items_new": self.new,
+            "items_removed": self.removed,
+            "items_changed": self.changed,
+        }
+
+
+def previous_items(data: DataDir) -> tuple[str | None, pl.DataFrame | None]:
+    """The published run CURRENT names, and its items table (None, None when there is none)."""
+    run_id = publish.current_run(data, remote=False)
+    if run_id is None:
+        return None, None
+    try:
+        return run_id, publish.read_table(data, S.ITEMS_TABLE, run_id).select(S.ITEM_ID, S.IMAGE_SHA256)
+    except (FileNotFoundError, OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("cannot read the items of the previous run %s (%s): counting every item as new",
+                    run_id, exc)
+        return run_id, None
+
+
+def diff_items(data: DataDir, current: pl.DataFrame) -> ItemChanges:
+    """Compare item ids (and image hashes) of the previous published run and this one."""
+    previous_run, previous = previous_items(data)
+    if previous is None:
+        return ItemChanges(previous_run, current.height, 0, 0)
+    prev = dict(zip(previous[S.ITEM_ID].to_list(), previous[S.IMAGE_SHA256].to_list()))
+    now = dict(zip(current[S.ITEM_ID].to_list(), current[S.IMAGE_SHA256].to_list()))
+    new = sum(1 for i in now if i not in prev)
+    removed = sum(1 for i in prev if i not in now)
+    changed = sum(1 for i, sha in now.items() if i in prev and prev[i] != sha)
+    return ItemChanges(previous_run, new, removed, changed)
+
+
+def build_rejects(embedded: EmbedOutcome, data: DataDir) -> pa.Table:
+    """Items left out of this run (item_id, image, reason), with the reason their image was
+    rejected for; every item without a vector is listed, none is dropped silently."""
+    missing = embedded.missing
+    reasons = read_rejects(data, embedded.vectors.encoder_key, missing[S.ITEM_ID].to_list())
+    frame = (
+        missing.select(S.ITEM_ID, S.IMAGE)
+        .join(reasons.select(S.ITEM_ID, S.REASON), on=S.ITEM_ID, how="left")
+        .with_columns(pl.col(S.REASON).fill_null("no vector: image not embedded"))
+        .sort(S.ITEM_ID)
+    )
+    return frame.to_arrow().cast(S.REJECTS_SCHEMA)
+
+
+def record_rejects(rejects: pa.Table, items: int, max_share: float, data: DataDir, run_id: str) -> None:
+    """Write the run's rejects table (so it is there to read even if the run is refused), then
+    refuse the run when more than ``max_share`` of the ``items`` were rejected."""
+    if not rejects.num_rows:
+        return
+    where = publish.write_table(rejects, data, run_id, S.REJECTS_TABLE)
+    n = rejects.num_rows
+    if items and n / items > max_share:
+        reasons = pl.from_arrow(rejects.select([S.REASON]))[S.REASON].str.split(":").list.first()
+        top = reasons.value_counts(sort=True).head(5).iter_rows()
+        summary = ", ".join(f"{r} x{c}" for r, c in top)
+        raise RejectsExceededError(
+            f"{n} of {items} items ({n / items:.1%}) were rejected, above the threshold of "
+            f"{max_share:.1%} (PublishConfig.max_reject_share); nothing was published and the "
+            f"previous run stays current. Most common reasons: {summary}. Every reject is listed "
+            f"in {where}; fix the images (or raise the threshold) and run again."
+        )
+
+
+def run_items(vectors: ItemVectors) -> pa.Table:
+    """The run's items with a vector, as published (``RUN_ITEMS_SCHEMA``)."""
+    return vectors.items.select(S.RUN_ITEMS_SCHEMA.names).to_arrow().cast(S.RUN_ITEMS_SCHEMA)
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """The tables a run publishes."""
+
+    similar: pa.Table
+    compatible: pa.Table
+    items: pa.Table
+    rejects: pa.Table
+
+    def by_name(self) -> dict[str, pa.Table]:
+        return {S.SIMILAR_TABLE: self.similar, S.COMPATIBLE_TABLE: self.compatible,
+                S.ITEMS_TABLE: self.items, S.REJECTS_TABLE: self.rejects}
+
+    def item_groups(self) -> dict[str, str]:
+        return dict(zip(self.items.column(S.ITEM_ID).to_pylist(), self.items.column(S.GROUP).to_pylist()))
+
+
+@dataclass(frozen=True)
+class ModelUsed:
+    """The compatibility model a run's compatible table was made with."""
+
+    uri: str | None
+    version: str | None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """``manifest.json`` of a run: what went in, what came out, how long each stage took."""
+
+    run_id: str
+    catalog: str
+    backbone: str
+    encoder_key: str
+    k: int
+    groups: list[str]
+    model: ModelUsed
+    catalog_items: int
+    filtered: FilterResult
+    embedded: EmbedOutcome
+    changes: ItemChanges
+    rows: dict[str, int]
+    rejects: int
+    catalog_report: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.embedded
+        return {
+            "run_id": self.run_id,
+            "created": self.created,
+            "catalog": self.catalog,
+            "backbone": self.backbone,
+            "encoder_key": self.encoder_key,
+            "k": self.k,
+            "groups": self.groups,
+            "model_uri": self.model.uri,
+            "model_version": self.model.version,
+            "model_kind": self.model.kind,
+            "items_in_catalog": self.catalog_items,
+            "items_filtered": self.filtered.kept,
+            "items_dropped": self.filtered.dropped,
+            "dropped_by_category": self.filtered.dropped_by_category,
+            "items_published": e.vectors.items.height,
+            **self.changes.to_dict(),
+            "embedded_new": e.embedded_new,
+            "reused": e.reused,
+            "shards_embedded": sum(1 for r in e.shards if not r.skipped),
+            "rejects": self.rejects,
+            "images_per_second": round(e.embedded_new / e.embed_seconds, 2) if e.embed_seconds else None,
+            "rows": self.rows,
+            "catalog_report": self.catalog_report,
+            "seconds": self.seconds,
+        }
+
+
+def assemble_run(
+    data: DataDir,
+    run_id: str,
+    catalog: Catalog,
+    filtered: FilterResult,
+    embedded: EmbedOutcome,
+    rejects: pa.Table,
+    similar: pa.Table,
+    compatible: pa.Table,
+    backbone: str,
+    k: int,
+    model: ModelUsed,
+    catalog_path: str,
+) -> tuple[RunTables, RunManifest]:
+    """The run's tables and its manifest, diffed against the previous published run."""
+    items = run_items(embedded.vectors)
+    tables = RunTables(similar, compatible, items, rejects)
+    manifest = RunManifest(
+        run_id=run_id, catalog=catalog_path, backbone=backbone, encoder_key=embedded.vectors.encoder_key, k=k,
+        groups=list(catalog.group_mapping.names), model=model, catalog_items=catalog.items.height,
+        filtered=filtered, embedded=embedded, changes=diff_items(data, pl.from_arrow(items)),
+        rows={S.SIMILAR_TABLE: similar.num_rows, S.COMPATIBLE_TABLE: compatible.num_rows},
+        rejects=rejects.num_rows, catalog_report=catalog.report.to_dict(),
+    )
+    return tables, manifest
+
+
+def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int) -> dict[str, Any]:
+    """Validate and write a run's tables, then its manifest (the manifest marks it complete);
+    returns the manifest as written."""
+    groups = tables.item_groups()
+    for name, table in tables.by_name().items():
+        if name in S.TABLE_SCHEMAS:
+            publish.validate_table(table, name, groups, k)
+    for name, table in tables.by_name().items():
+        publish.write_table(table, data, manifest.run_id, name)
+    written = manifest.to_dict()
+    publish.write_manifest(data, manifest.run_id, written)
+    return written
