@@ -136,12 +136,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_compat(catalog=str(args.catalog), data_dir=str(args.data), split=args.split,
                              eval_split=args.eval_split)
-    keys = ("compat_auc", "fitb_accuracy", "outfits", "questions")
-    print(json.dumps({k: result[k] for k in keys}) if args.json else
-          f"model version {result['model_version']} ({result['backbone']}) on {args.split}/{args.eval_split}: "
+    keys = ("compat_auc", "fitb_accuracy", "outfits", "questions", "cold_fitb_accuracy", "cold_questions")
+    cold = (f", cold FITB {result['cold_fitb_accuracy']:.3f} over {result['cold_questions']} questions whose "
+            "answer is in no training outfit" if "cold_fitb_accuracy" in result else "")
+    print(json.dumps({k: result[k] for k in keys if k in result}) if args.json else
+          f"model version {result['model_version']} ({result['backbone']}) on {args.eval_split}: "
           f"compatibility AUC {result['compat_auc']:.3f} over {result['outfits']} outfits, FITB accuracy "
-          f"{result['fitb_accuracy']:.3f} over {result['questions']} questions ({result['skipped']} skipped); "
-          f"MLflow run {result['mlflow_run_id']}")
+          f"{result['fitb_accuracy']:.3f} over {result['questions']} questions{cold} ({result['skipped']} "
+          f"skipped); MLflow run {result['mlflow_run_id']}")
     return 0
 
 
@@ -251,9 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
-    e = sub.add_parser("evaluate", help="the standard evaluation (compatibility AUC, FITB) of the champion "
-                       "model on a Polyvore split's test questions, logged to MLflow")
-    e.add_argument("--catalog", type=Path, required=True, help="a Polyvore Outfits folder (or a sample catalogue)")
+    e = sub.add_parser("evaluate", help="the standard evaluation (compatibility AUC, FITB, cold FITB) of the "
+                       "champion model on the test looks, logged to MLflow")
+    e.add_argument("--catalog", type=Path, required=True,
+                   help="a Polyvore Outfits folder (or a sample catalogue), or a shop.toml with [outfits]")
     e.add_argument("--split", choices=SPLITS, default="nondisjoint")
     e.add_argument("--eval-split", choices=("test", "valid"), default="test")
     e.add_argument("--data", default=DEFAULT_DATA, help="data dir (default: %(default)s)")

@@ -11,7 +11,7 @@ from fashionrec.embedding.backbones import embedding_dim
 from fashionrec.embedding.config import EmbedConfig
 from fashionrec.storage.data_dir import DataDir
 from flows.embedding import embed_items
-from tasks.catalog import filter_categories, load_catalog
+from tasks.catalog import filter_categories, load_catalog, split_looks
 from tasks.evaluation import log_evaluation, select_eval_items
 from tasks.storage import pull
 from tasks.training import evaluate_split, load_champion
@@ -33,6 +33,7 @@ def evaluate_compat(
         pull(data)
     cat = load_catalog(catalog, split)
     filtered = filter_categories(cat)
+    cat = split_looks(cat, filtered, data)  # a shop's looks: the same split and files as training
     champion = load_champion(data)
     backbone = champion.info.backbone
     champion.info.check_backbone(backbone, embedding_dim(backbone))

@@ -15,7 +15,7 @@ from fashionrec.embedding.config import EmbedConfig
 from fashionrec.storage.data_dir import DataDir
 from flows.embedding import embed_items
 from tasks.artifacts import publish_training_artifacts
-from tasks.catalog import filter_categories, load_catalog
+from tasks.catalog import filter_categories, load_catalog, split_looks
 from tasks.storage import pull, push_embeddings
 from tasks.training import build_triplets, evaluate_split, fit_compat, log_and_register
 
@@ -35,7 +35,8 @@ def train_compat(
     model: str = "mlp",
 ) -> dict:
     """Train a compatibility model (``model``: a kind of ``compat.kinds.KINDS``) on a catalogue's
-    outfits and register it in MLflow. ``negatives`` defaults to the kind's sampler."""
+    outfits (a Polyvore folder's, or a shop's looks) and register it in MLflow. ``negatives``
+    defaults to the kind's sampler."""
     logger = get_run_logger()
     model_kind = kind(model)  # an unknown kind fails here, before any work
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
@@ -46,8 +47,9 @@ def train_compat(
     training = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     cat = load_catalog(catalog, split)
-    train_outfits = cat.require_outfits("train")  # a catalogue without outfits: a clear error, early
     filtered = filter_categories(cat)
+    cat = split_looks(cat, filtered, data)  # a shop's looks: train/valid/test and the evaluation files
+    train_outfits = cat.require_outfits("train")  # a catalogue without outfits: a clear error, early
     embedded = embed_items(filtered.items, data, embed)
     triplets = build_triplets(train_outfits, filtered.items, sampling)
     fit = fit_compat(embedded.vectors, triplets, training, backbone, cat.group_mapping.names, model)
@@ -64,6 +66,7 @@ def train_compat(
     metrics = {
         "valid_compat_auc": valid.compat_auc,
         "valid_fitb_accuracy": valid.fitb_accuracy,
+        "valid_cold_fitb_accuracy": valid.cold_fitb_accuracy,
         "final_train_loss": fit.epoch_losses[-1],
     }
     if data.is_remote:

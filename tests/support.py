@@ -117,6 +117,48 @@ def python() -> str:
     return sys.executable
 
 
+# --- a shop export with looks, from the synthetic sample -----------------------------------------
+SAMPLE_SHOP_GROUPS = {
+    "tops": ["top", "blouse", "tshirt", "sweater"], "bottoms": ["skirt", "jeans", "shorts", "pants"],
+    "shoes": ["sneakers", "boots", "heels"], "bags": ["handbag", "clutch", "shoulder bag"],
+}
+
+
+def sample_shop(root: Path, items: int = 300, seed: int = 4, extra_groups: dict | None = None) -> Path:
+    """The synthetic sample catalogue as a shop would export it: products.csv (id, category,
+    photo), looks.csv (one row per item of a look: every outfit of the sample) and a shop.toml
+    naming them; ``extra_groups`` adds groups (e.g. {"dresses": ["dress"]}). Returns the toml."""
+    import csv
+
+    from fashionrec.catalog.sample import write_sample_catalog
+
+    src = write_sample_catalog(root / "src", items=items, seed=seed).root
+    meta = read_metadata(src)
+    categories = {cid: fine for cid, fine, *_ in
+                  (line.split(",") for line in (src / "categories.csv").read_text().splitlines())}
+    (src / "images").rename(root / "photos")
+    with open(root / "products.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sku", "family", "photo"])
+        for item_id, m in sorted(meta.items()):
+            w.writerow([item_id, categories[m["category_id"]], f"photos/{item_id}.jpg"])
+    with open(root / "looks.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["look", "sku"])
+        for split in ("train", "valid", "test"):
+            for outfit in json.loads((src / "nondisjoint" / f"{split}.json").read_text()):
+                for entry in outfit["items"]:
+                    w.writerow([outfit["set_id"], entry["item_id"]])
+    shutil.rmtree(src)
+    groups = {**SAMPLE_SHOP_GROUPS, **(extra_groups or {})}
+    table = "".join(f"{g} = {json.dumps(names)}\n" for g, names in groups.items())
+    (root / "shop.toml").write_text(
+        '[catalog]\npath = "products.csv"\nid_column = "sku"\ncategory_column = "family"\nimage = "{photo}"\n'
+        '[outfits]\npath = "looks.csv"\noutfit_column = "look"\nitem_column = "sku"\n[groups]\n' + table
+    )
+    return root / "shop.toml"
+
+
 # --- editing a Polyvore-layout catalogue ---------------------------------------------------------
 def read_metadata(root: Path) -> dict:
     return json.loads((root / "polyvore_item_metadata.json").read_text())

@@ -20,6 +20,31 @@ class RowProblem:
 
 
 @dataclass(frozen=True)
+class LooksReport:
+    """What reading and splitting a shop's looks found wrong with them (reported, never silent)."""
+
+    rows: int = 0  # rows of the looks file
+    looks: int = 0  # distinct looks in it
+    rejected_rows: tuple[RowProblem, ...] = ()  # unknown item id, item twice in a look, empty ids
+    kept_looks: int = 0  # looks with 2+ items of the groups, after the category filter
+    small_looks: int = 0  # looks left with fewer than 2 items of the groups
+    small_looks_sample: tuple[str, ...] = ()
+    splits: dict[str, int] = field(default_factory=dict)  # looks per split
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "looks": self.looks,
+            "rejected_rows": len(self.rejected_rows),
+            "rejected_rows_sample": [{"line": r.line, "reason": r.reason} for r in self.rejected_rows[:10]],
+            "kept_looks": self.kept_looks,
+            "small_looks": self.small_looks,
+            "small_looks_sample": list(self.small_looks_sample),
+            "splits": dict(self.splits),
+        }
+
+
+@dataclass(frozen=True)
 class CatalogReport:
     """What loading a catalogue found wrong with it (never silently dropped)."""
 
@@ -29,9 +54,11 @@ class CatalogReport:
     missing_images_sample: tuple[str, ...] = ()
     repaired_rows: tuple[RowProblem, ...] = ()
     rejected_rows: tuple[RowProblem, ...] = ()
+    looks: LooksReport | None = None  # a shop's looks, where it names them
 
     def to_dict(self) -> dict:
-        return {
+        looks = {"looks": self.looks.to_dict()} if self.looks is not None else {}
+        return looks | {
             "missing_metadata": self.missing_metadata,
             "missing_metadata_sample": list(self.missing_metadata_sample),
             "missing_images": self.missing_images,
@@ -47,6 +74,8 @@ class Catalog:
 
     ``items`` has the columns ITEM_ID, RAW_CATEGORY, SEMANTIC_CATEGORY, IMAGE (absolute path).
     ``outfits`` maps a split name (train/valid/test) to rows (SET_ID, ITEM_ID, index).
+    ``looks``: a shop's looks as read (SET_ID, ITEM_ID, index), before they are split
+    (``catalog.looks.split_looks`` turns them into ``outfits`` and writes the evaluation files).
     """
 
     name: str
@@ -56,15 +85,17 @@ class Catalog:
     group_mapping: GroupMapping = field(default_factory=default_mapping)
     split_dir: Path | None = None  # where compatibility_/fill_in_blank_ files live
     report: CatalogReport = field(default_factory=CatalogReport)
+    looks: pl.DataFrame | None = None
 
     def require_outfits(self, split: str) -> pl.DataFrame:
         """The outfits of ``split``, or an error saying why this catalogue cannot train."""
         if split not in self.outfits:
             if not self.outfits:
                 raise CatalogError(
-                    f"catalogue {self.name!r} has no outfits (a shop catalogue never does): train the "
-                    "compatibility model on a Polyvore Outfits folder or a sample catalogue "
-                    "(fashionrec sample-catalog), then refresh this catalogue with that champion"
+                    f"catalogue {self.name!r} has no outfits to train on: name the shop's looks in its "
+                    "shop.toml ([outfits] path, outfit_column, item_column: see the README), or train "
+                    "on a Polyvore Outfits folder or a sample catalogue (fashionrec sample-catalog) and "
+                    "refresh this catalogue with that champion"
                 )
             raise CatalogError(
                 f"catalogue {self.name!r} has no {split} outfits (it has {sorted(self.outfits)}); "

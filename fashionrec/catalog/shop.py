@@ -47,7 +47,23 @@ EXAMPLE = """expected a shop catalogue file like:
   category_column = "articleType"
   image = "images/{id}.jpg"      # template over the row's columns, relative to this file
   [groups]                       # optional
-  tops = ["Tshirts", "Shirts", "Tops"]"""
+  tops = ["Tshirts", "Shirts", "Tops"]
+  [outfits]                      # optional: the shop's looks, one row per item of a look
+  path = "looks.csv"             # CSV or Parquet, relative to this file
+  outfit_column = "look_id"
+  item_column = "id\""""
+
+_LOOKS_REQUIRED = ("path", "outfit_column", "item_column")
+
+
+@dataclass(frozen=True)
+class LooksSpec:
+    """The ``[outfits]`` table of a shop.toml: the file of the shop's looks."""
+
+    toml_path: Path
+    path: Path
+    outfit_column: str
+    item_column: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class ShopSpec:
     category_column: str
     image: str  # template such as "images/{id}.jpg"
     groups: GroupMapping
+    looks: LooksSpec | None = None
 
     @property
     def template_fields(self) -> list[str]:
@@ -105,7 +122,22 @@ def read_shop_spec(path: str | Path) -> ShopSpec:
     return ShopSpec(
         toml_path=path.resolve(), root=root, table_path=(root / table["path"]).resolve(),
         id_column=table["id_column"], category_column=table["category_column"], image=image, groups=groups,
+        looks=_looks_spec(path, root, data.get("outfits")),
     )
+
+
+def _looks_spec(path: Path, root: Path, table) -> LooksSpec | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise CatalogError(f"{path}: [outfits] must be a table\n{EXAMPLE}")
+    missing = [k for k in _LOOKS_REQUIRED if not isinstance(table.get(k), str) or not table.get(k).strip()]
+    if missing:
+        raise CatalogError(f"{path}: [outfits] lacks {', '.join(missing)} (strings)\n{EXAMPLE}")
+    unknown = sorted(set(table) - set(_LOOKS_REQUIRED))
+    if unknown:
+        raise CatalogError(f"{path}: unknown key(s) {unknown} in [outfits]; allowed: {', '.join(_LOOKS_REQUIRED)}")
+    return LooksSpec(path.resolve(), (root / table["path"]).resolve(), table["outfit_column"], table["item_column"])
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:
@@ -131,15 +163,7 @@ def read_shop_table(path: str | Path, config: CatalogConfig = CatalogConfig()) -
     duplicate ids. Raises when more than ``config.max_rejected_row_fraction`` of rows is bad."""
     spec = read_shop_spec(path)
     table_path = spec.table_path
-    if not table_path.is_file():
-        raise CatalogError(f"{spec.toml_path}: [catalog] path points to {table_path}, which does not exist")
-    suffix = table_path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame, repaired, rejected = _read_parquet(table_path), [], []
-    elif suffix in (".csv", ".txt"):
-        frame, repaired, rejected = read_csv(table_path)
-    else:
-        raise CatalogError(f"{table_path}: unknown table format {suffix!r}; use a .csv or .parquet file")
+    frame, repaired, rejected = _read_table_file(table_path, f"{spec.toml_path}: [catalog] path points to")
 
     needed = [spec.id_column, spec.category_column, *spec.template_fields]
     absent = [c for c in dict.fromkeys(needed) if c not in frame.columns]
@@ -230,11 +254,79 @@ def load_shop_catalog(path: str | Path, config: CatalogConfig = CatalogConfig())
         f"have no image file (template {spec.image!r} in {spec.root})", no_image, items.height, config,
         f"Check the image template in {spec.toml_path.name} and that the images were copied.",
     )
+    looks, looks_report = (read_looks(spec.looks, set(items[S.ITEM_ID].to_list()), config)
+                           if spec.looks is not None else (None, None))
     report = CatalogReport(
         missing_images=n_img, missing_images_sample=img_sample,
-        repaired_rows=tuple(table.repaired), rejected_rows=tuple(rejected),
+        repaired_rows=tuple(table.repaired), rejected_rows=tuple(rejected), looks=looks_report,
     )
-    log.info("shop catalogue %s: %d items (%d rows repaired, %d rejected)", spec.toml_path,
-             items.height, len(table.repaired), len(rejected))
+    log.info("shop catalogue %s: %d items (%d rows repaired, %d rejected)%s", spec.toml_path,
+             items.height, len(table.repaired), len(rejected),
+             f"; {looks_report.looks} looks" if looks_report else "")
     return Catalog(name=spec.toml_path.stem, root=spec.root, items=items, outfits={},
-                   group_mapping=spec.groups, split_dir=None, report=report)
+                   group_mapping=spec.groups, split_dir=None, report=report, looks=looks)
+
+
+def _read_table_file(path: Path, what: str) -> tuple[pl.DataFrame, list[RowProblem], list[RowProblem]]:
+    """A CSV (messy rows repaired or rejected) or Parquet file, every column as strings plus LINE."""
+    if not path.is_file():
+        raise CatalogError(f"{what} {path}, which does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path), [], []
+    if suffix in (".csv", ".txt"):
+        return read_csv(path)
+    raise CatalogError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file")
+
+
+def read_looks(spec: LooksSpec, known: set[str], config: CatalogConfig = CatalogConfig()):
+    """The shop's looks as rows (SET_ID, ITEM_ID, OUTFIT_INDEX), and what was wrong with them.
+
+    A row naming an item the catalogue does not hold, an item listed twice in one look, or an
+    empty id is rejected and reported with its line number; more than
+    ``config.max_rejected_row_fraction`` of such rows fail the load with what to fix. (Looks left
+    with fewer than two items of the groups are counted when the looks are split.)
+    """
+    from fashionrec.catalog.base import LooksReport
+
+    frame, _, rejected = _read_table_file(spec.path, f"{spec.toml_path}: [outfits] path points to")
+    absent = [c for c in (spec.outfit_column, spec.item_column) if c not in frame.columns]
+    if absent:
+        raise CatalogError(
+            f"{spec.path} has no column(s) {absent} named in [outfits]; its columns are "
+            f"{[c for c in frame.columns if c != LINE]}"
+        )
+    rows = frame.select(
+        pl.col(spec.outfit_column).str.strip_chars().alias(S.SET_ID),
+        pl.col(spec.item_column).str.strip_chars().alias(S.ITEM_ID),
+        pl.col(LINE),
+    )
+    problems = list(rejected)
+    empty = rows.filter(pl.col(S.SET_ID).fill_null("").eq("") | pl.col(S.ITEM_ID).fill_null("").eq(""))
+    problems += [RowProblem(line, "empty look id or item id") for line in empty[LINE].to_list()]
+    rows = rows.join(empty.select(LINE), on=LINE, how="anti")
+    unknown = rows.filter(~pl.col(S.ITEM_ID).is_in(list(known)))
+    problems += [RowProblem(line, f"item {item!r} of look {look!r} is not in the catalogue")
+                 for look, item, line in unknown.iter_rows()]
+    rows = rows.join(unknown.select(LINE), on=LINE, how="anti").sort(LINE)
+    twice = rows.filter(pl.struct(S.SET_ID, S.ITEM_ID).is_first_distinct().not_())
+    problems += [RowProblem(line, f"item {item!r} is listed twice in look {look!r}; kept once")
+                 for look, item, line in twice.iter_rows()]
+    rows = rows.join(twice.select(LINE), on=LINE, how="anti")
+    total = frame.height + len(rejected)
+    problems.sort(key=lambda r: r.line)
+    if total and len(problems) / total > config.max_rejected_row_fraction:
+        shown = "; ".join(f"line {r.line}: {r.reason}" for r in problems[: config.report_sample])
+        raise CatalogError(
+            f"{spec.path}: {len(problems)} of {total} look rows cannot be used, more than the allowed "
+            f"{config.max_rejected_row_fraction:.0%} (CatalogConfig.max_rejected_row_fraction): {shown}. "
+            f"Check that [outfits] item_column names the same ids as [catalog] id_column, and that the "
+            f"looks file belongs to this export"
+        )
+    for r in problems[: config.report_sample]:
+        log.warning("%s line %d rejected: %s", spec.path.name, r.line, r.reason)
+    looks = rows.with_columns(
+        (pl.col(LINE).rank("ordinal").over(S.SET_ID)).cast(pl.Int32).alias(S.OUTFIT_INDEX)
+    ).select(S.SET_ID, S.ITEM_ID, S.OUTFIT_INDEX)
+    report = LooksReport(rows=total, looks=looks[S.SET_ID].n_unique(), rejected_rows=tuple(problems))
+    return looks, report

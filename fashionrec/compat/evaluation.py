@@ -34,13 +34,23 @@ def evaluate_split(model: CompatModel, vectors: ItemVectors, catalog: Catalog, s
     outfits = catalog.outfits[split]
     compat = read_compatibility(catalog.split_dir / f"compatibility_{split}.txt", outfits)
     fitb = read_fitb(catalog.split_dir / f"fill_in_blank_{split}.json", outfits)
+    # "cold": answers in no training outfit, what the image content alone must answer
+    cold = None
+    if "train" in catalog.outfits and split != "train":
+        cold = set(fitb_answers_items(fitb)) - set(catalog.outfits["train"][S.ITEM_ID].to_list())
     result = evaluate_compatibility(
         compat.labels, compat.outfits, fitb.questions, fitb.answers, fitb.correct,
-        vectors.index_of(), model.outfit_scorer(vectors), model.candidate_scorer(vectors),
+        vectors.index_of(), model.outfit_scorer(vectors), model.candidate_scorer(vectors), cold,
     )
-    log.info("evaluation on %s: AUC %.3f over %d outfits, FITB %.3f over %d questions",
-             split, result.compat_auc, result.outfits, result.fitb_accuracy, result.questions)
+    log.info("evaluation on %s: AUC %.3f over %d outfits, FITB %.3f over %d questions (cold: %s over %d)",
+             split, result.compat_auc, result.outfits, result.fitb_accuracy, result.questions,
+             "-" if result.cold_fitb_accuracy is None else f"{result.cold_fitb_accuracy:.3f}", result.cold_questions)
     return result
+
+
+def fitb_answers_items(fitb) -> list[str]:
+    """The right answers of FITB questions."""
+    return [answers[c] for answers, c in zip(fitb.answers, fitb.correct)]
 
 
 def select_eval_items(items: pl.DataFrame, catalog: Catalog, split: str) -> pl.DataFrame:

@@ -50,6 +50,27 @@ class CatalogConfig:
 
 
 @dataclass(frozen=True)
+class LooksConfig:
+    """How a shop's looks become training outfits and the standard evaluation (catalog/looks.py)."""
+
+    train: float = 0.7  # share of the looks (by a hash of the look id) that train the model
+    valid: float = 0.1  # pick settings and promote on these
+    test: float = 0.2  # report on these (`fashionrec evaluate`)
+    seed: int = 0  # the evaluation questions' random draws (negatives, blanks, wrong answers)
+    # fail when fewer than this share of the looks keep two items of the groups after the
+    # category filter (the groups do not cover the looks: the [groups] table needs more)
+    min_kept_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("train", "valid", "test", "min_kept_share"):
+            check_range(self, name, 0.0, 1.0)
+        check_range(self, "train", 0.0, 1.0, low_open=True)
+        if abs(self.train + self.valid + self.test - 1.0) > 1e-9:
+            raise ConfigError(f"LooksConfig: train + valid + test must be 1, not "
+                              f"{self.train} + {self.valid} + {self.test}")
+
+
+@dataclass(frozen=True)
 class TopKConfig:
     k: int = 10  # neighbours kept per item (and per other group for compatible items)
     block_size: int = 1024  # query rows scored at once: memory is block_size x N floats

@@ -36,6 +36,9 @@ def refresh_summary_rows(manifest: dict[str, Any]) -> list[dict[str, str]]:
     ]
     for name, rows_n in sorted((manifest.get("rows") or {}).items()):
         rows.append((f"rows: {name}", rows_n))
+    for group, c in (manifest.get("compatible_coverage") or {}).items():
+        rows.append((f"compatible table: {group} recommended",
+                     f"{c['coverage']:.0%} of the items; the 10 most listed hold {c['top_share']:.0%} of the slots"))
     for stage, seconds in (manifest.get("seconds") or {}).items():
         rows.append((f"seconds: {stage}", f"{seconds:.2f}"))
     return [{"what": what, "value": "-" if value is None else str(value)} for what, value in rows]

@@ -163,3 +163,20 @@ def evaluate_similar(
         log.info("precision@%d against %s: %.3f (chance %.3f) over %d items", k, column,
                  by_label[column].precision, by_label[column].chance, by_label[column].queries)
     return SimilarReport(run_id, k, similar[S.ITEM_ID].n_unique(), by_label)
+
+
+def compatible_coverage(compatible: pl.DataFrame, items: pl.DataFrame, top: int = 10) -> dict[str, dict]:
+    """How much of the catalogue a compatible-items table recommends, per group (as candidates):
+    ``coverage``, the share of the group's items listed for at least one item; ``top_share``,
+    the share of the group's slots held by its ``top`` most listed items (a table that sends
+    every query to the same few items is useless to a shop, whatever its accuracy)."""
+    sizes = dict(items.group_by(S.GROUP).len().iter_rows())
+    counts = compatible.group_by(S.NEIGHBOR_CATEGORY, S.NEIGHBOR_ID).len()
+    out = {}
+    for group, n in sorted(sizes.items()):
+        c = counts.filter(pl.col(S.NEIGHBOR_CATEGORY) == group)["len"].sort(descending=True)
+        if c.len() == 0:
+            continue
+        out[group] = {"coverage": round(c.len() / n, 4), "top_share": round(float(c.head(top).sum() / c.sum()), 4),
+                      "slots": int(c.sum())}
+    return out

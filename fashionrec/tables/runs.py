@@ -21,6 +21,7 @@ from fashionrec.embedding.stage import EmbedOutcome
 from fashionrec.embedding.store import read_rejects
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.tables import publish
+from fashionrec.tables.retrieval import compatible_coverage
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class RunManifest:
     rows: dict[str, int]
     rejects: int
     catalog_report: dict[str, Any]
+    coverage: dict[str, dict] = field(default_factory=dict)  # of the compatible table, per group
     seconds: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -194,6 +196,7 @@ class RunManifest:
             "images_per_second": round(e.embedded_new / e.embed_seconds, 2) if e.embed_seconds else None,
             "rows": self.rows,
             "catalog_report": self.catalog_report,
+            "compatible_coverage": self.coverage,
             "seconds": self.seconds,
         }
 
@@ -221,6 +224,7 @@ def assemble_run(
         filtered=filtered, embedded=embedded, changes=diff_items(data, pl.from_arrow(items)),
         rows={S.SIMILAR_TABLE: similar.num_rows, S.COMPATIBLE_TABLE: compatible.num_rows},
         rejects=rejects.num_rows, catalog_report=catalog.report.to_dict(),
+        coverage=compatible_coverage(pl.from_arrow(compatible), pl.from_arrow(items)),
     )
     return tables, manifest
 

@@ -139,7 +139,7 @@ def test_evaluate_the_champion_on_a_test_split(sample_catalog, champion_dir, cap
     assert main(["evaluate", "--catalog", str(sample_catalog), "--split", "nondisjoint",
                  "--data", str(champion_dir), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"compat_auc", "fitb_accuracy", "outfits", "questions"}
+    assert set(out) == {"compat_auc", "fitb_accuracy", "outfits", "questions", "cold_fitb_accuracy", "cold_questions"}
     n_test = load_catalog(sample_catalog).outfits["test"][S.SET_ID].n_unique()
     assert out["outfits"] == 2 * n_test and out["questions"] == n_test
     assert 0 <= out["compat_auc"] <= 1 and 0 <= out["fitb_accuracy"] <= 1

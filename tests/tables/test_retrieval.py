@@ -38,3 +38,20 @@ def test_the_halves_split_items_by_their_id_alone():
     halves = [id_half(i) for i in ids]
     assert set(halves) == {"a", "b"} and 0.45 < halves.count("a") / len(ids) < 0.55
     assert [id_half(i) for i in ids] == halves  # stable
+
+
+def test_coverage_and_concentration_of_a_compatible_table():
+    import polars as pl
+
+    from fashionrec.core import schemas as S
+    from fashionrec.tables.retrieval import compatible_coverage
+
+    items = pl.DataFrame({S.ITEM_ID: ["t1", "t2", "s1", "s2", "s3", "s4"],
+                          S.GROUP: ["tops", "tops", "shoes", "shoes", "shoes", "shoes"]})
+    rows = [("t1", "s1"), ("t1", "s2"), ("t2", "s1"), ("t2", "s1"), ("s1", "t1"), ("s2", "t1"), ("s3", "t1"),
+            ("s4", "t2")]
+    table = pl.DataFrame({S.ITEM_ID: [a for a, _ in rows], S.NEIGHBOR_ID: [b for _, b in rows],
+                          S.NEIGHBOR_CATEGORY: ["shoes" if b.startswith("s") else "tops" for _, b in rows]})
+    got = compatible_coverage(table, items, top=1)
+    assert got["shoes"] == {"coverage": 0.5, "top_share": 0.75, "slots": 4}  # s1 holds 3 of 4 slots
+    assert got["tops"] == {"coverage": 1.0, "top_share": 0.75, "slots": 4}
