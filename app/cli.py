@@ -13,8 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-from fashionrec.compat.config import NEGATIVE_SAMPLERS, TrainConfig
-from fashionrec.compat.kinds import KINDS
+from fashionrec.compat.config import NEGATIVE_SAMPLERS, PRESETS, TrainConfig, preset
+from fashionrec.compat.kinds import DEFAULT_KIND, KINDS
 from fashionrec.core.config import SPLITS, DemoConfig, GalleryConfig, PublishConfig, TopKConfig
 from fashionrec.core.errors import FashionrecError
 from fashionrec.embedding.backbones import BACKBONES
@@ -40,13 +40,15 @@ def cmd_sample_catalog(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)  # bad values: one line, no flow
+    if args.preset:
+        preset(args.preset)
     from flows.runners import with_runner
     from flows.train_compat import train_compat
 
     result = with_runner(train_compat, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=args.backbone, split=args.split,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, negatives=args.negatives,
-        seed=args.seed, model=args.model,
+        seed=args.seed, model=args.model, preset=args.preset,
     )
     print(json.dumps(result, indent=2) if args.json else
           f"{result['model']} model version {result['model_version']} (@{result['alias']}): valid AUC "
@@ -201,13 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the compatibility model and register it in MLflow")
     catalog_args(t, EmbedConfig.backbone)
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    t.add_argument("--lr", type=float, default=TrainConfig.lr)
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--model", choices=list(KINDS), default=None,
+                   help=f"the model kind (default: {DEFAULT_KIND}, the best measured): "
+                   + "; ".join(f"{k.name}: {k.description}" for k in KINDS.values()))
+    t.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="named settings: " + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items())
+                   + " (flags given beside it win)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the model kind's own (measured best)")
+    t.add_argument("--lr", type=float, default=None, help="default: the model kind's own")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the model kind's own")
     t.add_argument("--negatives", choices=NEGATIVE_SAMPLERS, default=None,
-                   help="negative sampler (default: random for mlp, same_group for type_aware)")
-    t.add_argument("--model", choices=list(KINDS), default="mlp",
-                   help="the model kind (default: %(default)s): " + "; ".join(f"{k.name}: {k.description}" for k in KINDS.values()))
+                   help="negative sampler of triplet-trained kinds (default: the kind's own)")
     t.add_argument("--seed", type=int, default=TrainConfig.seed)
     t.set_defaults(func=cmd_train)
 

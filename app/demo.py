@@ -29,8 +29,7 @@ def run_demo(data_dir: str | Path, items: int = DemoConfig.items, seed: int = De
         marker.touch()
         print(f"[demo] sample catalogue: {summary.items} items, outfits {summary.outfits} -> {catalog}")
     trained = train_compat(
-        catalog=str(catalog), data_dir=data.url, backbone=cfg.backbone,
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+        catalog=str(catalog), data_dir=data.url, backbone=cfg.backbone, seed=cfg.seed,
     )
     manifest = nightly_refresh(catalog=str(catalog), data_dir=data.url, backbone=cfg.backbone)
     elapsed = time.perf_counter() - start

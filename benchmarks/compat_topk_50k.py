@@ -1,5 +1,6 @@
 """The compatible-items table for 50,000 items: type-aware (exact top-K per pair space by blocked
-matrix multiply) vs the design's MLP through the decomposed scorer.
+matrix multiply), the outfit model (the same, in its 128-d query/candidate spaces, plus its sparse
+co-occurrence prior) and the design's MLP through the decomposed scorer.
 
 Both on the same random unit vectors (2,048-d by default, as ResNet50's) spread over the four
 groups; K = 10 per other group; untrained models (the cost does not depend on the weights).
@@ -8,6 +9,10 @@ groups; K = 10 per other group; untrained models (the cost does not depend on th
   runs), timed end to end, including building the Arrow table.
 Wall and process CPU seconds are both printed: on a shared machine the CPU seconds are the
 steadier figure.
+
+- outfit: the default kind, trained for one pass on 5,000 random looks (one item of each group,
+  so its co-occurrence prior holds ~60,000 pairs, as a shop's looks would), the whole table
+  through ``compatible_topk``, timed end to end like type-aware's.
 
 - MLP, decomposed scorer: projecting every item (timed in full), then scoring query blocks
   against one other group's candidates with ``blocked_topk`` and the scorer's
@@ -32,8 +37,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fashionrec.compat.config import TrainConfig  # noqa: E402
 from fashionrec.compat.info import ModelInfo  # noqa: E402
 from fashionrec.compat.mlp import CompatibilityMLP, DecomposedScorer  # noqa: E402
+from fashionrec.compat.outfit import OutfitConfig, train_outfit  # noqa: E402
 from fashionrec.compat.type_aware import TypeAwareNet  # noqa: E402
 from fashionrec.core import schemas as S  # noqa: E402
 from fashionrec.core.config import TopKConfig  # noqa: E402
@@ -58,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         S.ITEM_ID: [f"{i:07d}" for i in range(args.items)],
         S.GROUP: [GROUPS[g] for g in rng.integers(0, len(GROUPS), args.items)],
     })
-    vectors = ItemVectors(items, x, "bench-random-v1")
+    colours = np.abs(rng.standard_normal((args.items, 36), dtype=np.float32))
+    colours /= np.linalg.norm(colours, axis=1, keepdims=True)
+    items = items.with_columns(pl.lit("fine").alias(S.RAW_CATEGORY))
+    vectors = ItemVectors(items, x, "bench-random-v1", colours)
     config = TopKConfig(k=args.k)
     counts = dict(items.group_by(S.GROUP).len().iter_rows())
     print(f"{args.items} items x {args.dim}-d, groups {counts}, K={args.k}, "
@@ -72,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     ta_seconds, ta_cpu = time.perf_counter() - t, time.process_time() - c
     assert table.num_rows == args.items * 3 * args.k
     print(f"type_aware: full table, {table.num_rows} rows in {ta_seconds:.1f}s ({ta_cpu:.1f}s CPU)", flush=True)
+
+    groups_np = items[S.GROUP].to_numpy()
+    by_group = [np.nonzero(groups_np == g)[0] for g in GROUPS]
+    looks = pl.DataFrame({
+        S.SET_ID: [f"L{k}" for k in range(5000) for _ in GROUPS],
+        S.ITEM_ID: [items[S.ITEM_ID][int(rng.choice(rows))] for _ in range(5000) for rows in by_group],
+        S.OUTFIT_INDEX: [j + 1 for _ in range(5000) for j in range(len(GROUPS))],
+    })
+    fit = train_outfit(vectors, looks, TrainConfig(epochs=1), OutfitConfig(), "bench", GROUPS)
+    t, c = time.perf_counter(), time.process_time()
+    table = compatible_topk(vectors, fit.model, config)
+    of_seconds, of_cpu = time.perf_counter() - t, time.process_time() - c
+    assert table.num_rows == args.items * 3 * args.k
+    print(f"outfit: full table, {table.num_rows} rows in {of_seconds:.1f}s ({of_cpu:.1f}s CPU), "
+          f"{of_seconds / ta_seconds:.2f}x type_aware's wall, {of_cpu / ta_cpu:.2f}x its CPU", flush=True)
 
     mlp = CompatibilityMLP(args.dim, 512).eval()
     scorer = DecomposedScorer(mlp)
@@ -97,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'compatible table, N=' + str(args.items):<40}{'wall s':>10}{'CPU s':>10}")
     print(f"{'type_aware (pair-space blocked top-K)':<40}{ta_seconds:>10.1f}{ta_cpu:>10.1f}  measured")
+    print(f"{'outfit (query/candidate top-K + prior)':<40}{of_seconds:>10.1f}{of_cpu:>10.1f}  measured")
     print(f"{'mlp (decomposed scorer)':<40}{mlp_seconds:>10.0f}{mlp_cpu:>10.0f}  "
           f"extrapolated from {len(q_rows)} queries")
     print(f"{'ratio mlp / type_aware':<40}{ratio:>9.0f}x{ratio_cpu:>9.0f}x")
@@ -107,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         "mlp_sample_seconds": round(sample_seconds, 2), "mlp_over_type_aware": round(ratio, 1),
         "type_aware_cpu_seconds": round(ta_cpu, 2), "mlp_decomposed_cpu_seconds_extrapolated": round(mlp_cpu, 1),
         "mlp_over_type_aware_cpu": round(ratio_cpu, 1),
+        "outfit_seconds": round(of_seconds, 2), "outfit_cpu_seconds": round(of_cpu, 2),
+        "outfit_over_type_aware": round(of_seconds / ta_seconds, 2),
+        "outfit_over_type_aware_cpu": round(of_cpu / ta_cpu, 2),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -9,7 +9,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401  (routes library logs to Prefect)
 from fashionrec.compat.config import TrainConfig, TripletConfig
-from fashionrec.compat.kinds import kind, kind_params
+from fashionrec.compat.config import preset as named_preset
+from fashionrec.compat.kinds import DEFAULT_KIND, kind, kind_params
 from fashionrec.core.config import FlowRunConfig, config_dict
 from fashionrec.embedding.config import EmbedConfig
 from fashionrec.storage.data_dir import DataDir
@@ -26,19 +27,27 @@ def train_compat(
     data_dir: str = "data",
     backbone: str = EmbedConfig.backbone,
     split: str = "nondisjoint",
-    epochs: int = TrainConfig.epochs,
-    lr: float = TrainConfig.lr,
-    batch_size: int = TrainConfig.batch_size,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
     negatives: str | None = None,
     seed: int = TrainConfig.seed,
     shard_size: int = EmbedConfig.shard_size,
-    model: str = "mlp",
+    model: str | None = None,
+    preset: str | None = None,
 ) -> dict:
-    """Train a compatibility model (``model``: a kind of ``compat.kinds.KINDS``) on a catalogue's
-    outfits (a Polyvore folder's, or a shop's looks) and register it in MLflow. ``negatives``
-    defaults to the kind's sampler."""
+    """Train a compatibility model on a catalogue's outfits (a Polyvore folder's, or a shop's
+    looks) and register it in MLflow. ``model``: a kind of ``compat.kinds.KINDS`` (default the
+    measured best, ``outfit``); epochs, lr, batch size and negatives default to the kind's own,
+    measured-best values; ``preset="design"`` gives the original design's model and settings
+    (the values given here still win)."""
     logger = get_run_logger()
+    chosen = named_preset(preset) if preset else None
+    model = model or (chosen.model if chosen else DEFAULT_KIND)
     model_kind = kind(model)  # an unknown kind fails here, before any work
+    if chosen:
+        epochs, lr, batch_size = (epochs or chosen.epochs), (lr or chosen.lr), (batch_size or chosen.batch_size)
+        negatives = negatives or chosen.negatives
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
     if data.is_remote:
         pull(data)
@@ -52,11 +61,13 @@ def train_compat(
     train_outfits = cat.require_outfits("train")  # a catalogue without outfits: a clear error, early
     embedded = embed_items(filtered.items, data, embed)
     triplets = build_triplets(train_outfits, filtered.items, sampling)
-    fit = fit_compat(embedded.vectors, triplets, training, backbone, cat.group_mapping.names, model)
+    fit = fit_compat(embedded.vectors, triplets, training, backbone, cat.group_mapping.names, model,
+                     outfits=train_outfits)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
 
     params = config_dict(embed, sampling, training) | kind_params(fit.info) | {
         "model": model,
+        "preset": preset or "",
         "catalog": catalog,
         "split": split,
         "groups": ",".join(fit.info.groups),

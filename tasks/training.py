@@ -25,9 +25,9 @@ def build_triplets(outfits: pl.DataFrame, items: pl.DataFrame, config: TripletCo
 @task(cache_policy=NO_CACHE)
 def fit_compat(
     vectors: ItemVectors, triplets: pl.DataFrame, config: TrainConfig, backbone: str, groups: Sequence[str],
-    kind_name: str, kind_config: Any = None,
+    kind_name: str, kind_config: Any = None, outfits: pl.DataFrame | None = None,
 ) -> FitResult:
-    return kinds.fit_compat(vectors, triplets, config, backbone, groups, kind_name, kind_config)
+    return kinds.fit_compat(vectors, triplets, config, backbone, groups, kind_name, kind_config, outfits=outfits)
 
 
 @task(cache_policy=NO_CACHE)

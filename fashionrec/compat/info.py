@@ -32,6 +32,14 @@ class ModelInfo:
         out["groups"] = list(self.groups)
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """``to_dict`` without the long vocabularies a model may carry (item ids...): for MLflow
+        metadata and logs; the model's own info.json keeps everything."""
+        out = self.to_dict()
+        out["config"] = {k: (f"<{len(v)} entries>" if isinstance(v, list) and len(v) > 20 else v)
+                         for k, v in out["config"].items()}
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelInfo":
         """The stored JSON -> info; models stored before the settings moved under ``config``

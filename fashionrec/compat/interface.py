@@ -17,7 +17,7 @@ the mean of its pairs, a candidate the mean of its pairs with the query's items.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -37,13 +37,15 @@ class PairSpace:
     """The items of two groups where a top-K ranks their pairs exactly.
 
     ``score_block(query block, candidates)`` gives the ranking values of a block of queries
-    against every candidate (None: the inner product). ``to_score`` turns ranking values into
-    the published scores (monotone, so the ranking does not change)."""
+    against every candidate (None: the inner product); ``bonus``, a sparse queries x candidates
+    matrix, is added where it has entries (a prior of pairs seen together). ``to_score`` turns
+    ranking values into the published scores (monotone, so the ranking does not change)."""
 
     queries: torch.Tensor
     candidates: torch.Tensor
     to_score: Callable[[np.ndarray], np.ndarray]
     score_block: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    bonus: Any = None  # scipy.sparse matrix or None
 
 
 # (group, its rows, other group, its rows) -> the pair space of those items

@@ -144,7 +144,7 @@ def log_and_register(
                 artifacts={"weights": str(weights), "info": str(info_path)},
                 signature=signature,
                 input_example=example,
-                metadata=info.to_dict(),
+                metadata=info.summary(),
                 pip_requirements=["torch", "numpy", "mlflow"],
             )
         run_id = run.info.run_id

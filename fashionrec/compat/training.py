@@ -84,6 +84,7 @@ def train_mlp(
 ) -> FitResult:
     """The design's MLP on the triplets' pairs (the design's loop, batched by index)."""
     _require_vectors(vectors)
+    config = config.resolved(mlp)
     first, second, labels, outfits, dropped = pair_indices(triplets, vectors.index_of())
     if len(labels) == 0:
         raise CatalogError("no training pairs: the outfits hold no two filtered items with vectors")
@@ -238,6 +239,7 @@ def train_type_aware(
     """Train a TypeAwareNet with the triplet loss (Adam; batches of ``config.batch_size``
     triplets; ``config.epochs``, ``lr``, ``weight_decay`` and ``seed`` as for the MLP)."""
     _require_vectors(vectors)
+    config = config.resolved(ta_config)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     a, p, n, dropped = triplet_rows(triplets, vectors.index_of())

@@ -50,9 +50,16 @@ class TypeAwareConfig:
     margin: float = 0.2  # triplet margin on squared distances of unit vectors (range 0..4)
     in_batch_negatives: bool = True  # also rank each anchor's positive above the batch's other
     # positives of the same group pair (more negatives per step, less memorising)
+    # training without flags (tuned on the valid split of real looks: benchmarks/looks_quality.py)
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
 
     def __post_init__(self) -> None:
         check_range(self, "space_dim", 1)
+        check_range(self, "epochs", 1)
+        check_range(self, "lr", 0.0, low_open=True)
+        check_range(self, "batch_size", 1)
         check_range(self, "margin", 0.0, 4.0)
         if self.space not in SPACES:
             raise ConfigError(f"unknown pair space {self.space!r}; choose one of: {', '.join(SPACES)}")

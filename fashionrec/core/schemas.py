@@ -59,6 +59,7 @@ RUN_ITEMS_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=False),
         pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(RAW_CATEGORY, pa.string()),  # the catalogue's own (fine) category
         pa.field(IMAGE, pa.string(), nullable=False),
         pa.field(IMAGE_SHA256, pa.string(), nullable=False),
     ]

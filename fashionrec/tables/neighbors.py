@@ -29,11 +29,13 @@ def blocked_topk(
     block_size: int = 4096,
     exclude_self: bool = False,
     score_block: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    bonus=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k candidate indices and scores for every query row, by blocks of queries.
 
     ``score_block(q_block, candidates)`` defaults to the dot product (cosine for L2-normalised
-    rows), written into one reused block_size x N buffer. With ``exclude_self`` query i is the
+    rows), written into one reused block_size x N buffer. ``bonus`` (a scipy sparse n_q x n_c
+    matrix) is added to the scores where it has entries (a model's prior of pairs seen together). With ``exclude_self`` query i is the
     same item as candidate i and never its own neighbour. Rows are ordered by score, ties by
     the lower candidate index, and a tie at the k-th place keeps the lower indices: the result
     is exactly a stable sort of the full row, cut at k.
@@ -55,6 +57,11 @@ def blocked_topk(
                 block = torch.matmul(q, cand_t, out=buf)
             else:
                 block = score_block(q, candidates)
+            if bonus is not None:
+                part = bonus[s : s + q.shape[0]].tocoo()
+                if part.nnz:
+                    r, c = torch.as_tensor(part.row, dtype=torch.long), torch.as_tensor(part.col, dtype=torch.long)
+                    block[r, c] += torch.as_tensor(part.data, dtype=block.dtype, device=block.device)
             if exclude_self:
                 rows = torch.arange(block.shape[0], device=block.device)
                 block[rows, rows + s] = float("-inf")
@@ -193,7 +200,7 @@ def compatible_topk(vectors: ItemVectors, model: CompatModel, config: TopKConfig
                 continue
             space = spaces(group, rows, other, cand_rows)
             idx, raw = blocked_topk(space.queries, space.candidates, config.k, config.block_size,
-                                    score_block=space.score_block)
+                                    score_block=space.score_block, bonus=space.bonus)
             frames.append(topk_table(ids, group, rows, cand_rows, idx, space.to_score(raw), other))
         log.info("compatible items: %s, %d items", group, len(rows))
     return _sorted(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())

@@ -42,7 +42,10 @@ def trained(shop, tmp_path_factory, mlflow_template, prefect_harness):
 def test_train_learns_from_the_shops_looks_with_the_defaults(trained):
     data, result = trained
     assert result["alias"] == "champion"
-    assert result["compat_auc"] > 0.8 and result["fitb_accuracy"] > 0.4, result  # chance: 0.5 and 0.25
+    # chance: AUC 0.5 and FITB 0.25; the valid split is small (~16 outfits, ~8 questions: an AUC
+    # step is 1/64), so the bounds sit where chance is a few standard errors away, not at the mean
+    assert result["model"] == "outfit" and result["epoch_losses"][-1] < result["epoch_losses"][0]
+    assert result["compat_auc"] > 0.7 and result["fitb_accuracy"] > 0.5, result
     # the split and the evaluation files were written into the data dir, in the release's formats
     [folder] = DataDir.open(data).local.joinpath("looks").iterdir()
     assert {p.name for p in folder.iterdir()} >= {"train.json", "valid.json", "test.json", "compatibility_valid.txt",

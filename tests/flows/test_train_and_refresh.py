@@ -28,7 +28,7 @@ def trained_template(tmp_path_factory, embedded_data, mlflow_template, sample_ca
     shutil.copy(mlflow_template, data / "mlflow.db")
     result = train_compat(
         catalog=str(sample_catalog), data_dir=str(data), backbone=TEST_BACKBONE,
-        epochs=20, lr=1e-3, batch_size=256,
+        epochs=20, lr=1e-3, batch_size=256, model="mlp",
     )
     return data, result
 
