@@ -48,9 +48,11 @@ def nightly_refresh(
     retire_grace_s: float = PublishConfig.retire_grace_s,
     max_reject_share: float = PublishConfig.max_reject_share,
     lock_timeout_s: float = PublishConfig.lock_timeout_s,
+    rehash: bool = False,
 ) -> dict:
     """Recompute and publish the similar-items and compatible-items tables of a catalogue with
-    the champion model (``backbone``: the champion's unless given; it must match it)."""
+    the champion model (``backbone``: the champion's unless given; it must match it).
+    ``rehash``: read and hash every image, not only those whose size or mtime changed."""
     logger = get_run_logger()
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
     topk = TopKConfig(k=k, colour_weight=colour_weight)
@@ -68,7 +70,7 @@ def nightly_refresh(
         champion.info.check_groups(cat.group_mapping.names)
         clock.lap("load")
 
-        embedded = embed_items(filtered.items, data, embed)
+        embedded = embed_items(filtered.items, data, embed, rehash)
         rejects = build_rejects(embedded, data)
         record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
         clock.lap("embed")

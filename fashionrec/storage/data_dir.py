@@ -3,6 +3,7 @@
 A data dir holds what fashionrec keeps between runs::
 
     <data>/embeddings/<encoder key>/part-*.parquet     the embedding store (by image sha256)
+    <data>/embeddings/stat-cache.parquet               image files' size and mtime (ETag) when hashed
                                   /plans/shard-*.parquet    planned shards (resume after a crash)
                                   /rejects/rejects-*.parquet images a shard could not embed
     <data>/looks/<catalogue>/...                       a catalogue's looks split and its evaluation files
@@ -30,6 +31,7 @@ from fashionrec.storage.fs import cache_root, is_remote
 
 EMBEDDINGS = "embeddings"
 PLANS = "plans"
+STAT_CACHE = "stat-cache.parquet"
 REJECTS = "rejects"
 LOOKS = "looks"
 TABLES = "tables"
@@ -75,6 +77,11 @@ class DataDir:
     # --- the embedding store ------------------------------------------------------------------
     def embeddings(self, encoder_key: str) -> Path:
         return self.local / EMBEDDINGS / encoder_key
+
+    @property
+    def stat_cache(self) -> Path:
+        """Each image file's (size, mtime or ETag) and sha256 when the last run hashed it."""
+        return self.local / EMBEDDINGS / STAT_CACHE
 
     def plans(self, encoder_key: str) -> Path:
         return self.embeddings(encoder_key) / PLANS
