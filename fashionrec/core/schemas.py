@@ -117,6 +117,20 @@ COMPATIBLE_SCHEMA = pa.schema(
     ]
 )
 
+# a run's private deep top-K lists (DataDir.topk_state): per query item and candidate group, up to
+# K + TopKConfig.depth_margin neighbours with their ranking value (SCORE: the model's raw
+# value, before its monotone map to the published score), so the next refresh can update them
+TOPK_STATE_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
 REJECTS_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=False),

@@ -39,6 +39,7 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 RETIRED = ".retired"  # written into a run when CURRENT stops naming it: when it was replaced
 GALLERY = "gallery.html"
+TOPK_STATE = "topk-state"  # a run's deep top-K lists, private: what the next refresh updates
 LOCK = ".lock"
 MLFLOW_DB = "mlflow.db"
 ARTIFACTS = "mlartifacts"
@@ -128,6 +129,10 @@ class DataDir:
 
     def manifest(self, run_id: str) -> Path:
         return self.run(run_id) / MANIFEST
+
+    def topk_state(self, run_id: str, table: str) -> Path:
+        """A run's deep top-K lists of one table (not published: the next refresh's input)."""
+        return self.run(run_id) / TOPK_STATE / f"{table}.parquet"
 
     def gallery(self, run_id: str) -> Path:
         return self.run(run_id) / GALLERY
