@@ -22,6 +22,7 @@ from fashionrec.tables.publish import new_run_id
 from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
 from fashionrec.tables.topk import TopKBasis
 from flows.embedding import embed_items
+from flows.runners import block_runner, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.storage import pull
@@ -80,15 +81,17 @@ def nightly_refresh(
 
         previous = load_previous_topk(data)  # its lists are updated when the basis is the same
         basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
-        similar = similar_tables(embedded.vectors, topk, basis, previous)
-        compatible = compatible_tables(embedded.vectors, champion.model, topk, basis, previous)
+        blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
+        similar = similar_tables(embedded.vectors, topk, basis, previous, blocks)
+        compatible = compatible_tables(embedded.vectors, champion.model, topk, basis, previous, blocks)
         clock.lap("topk")
 
         model = ModelUsed(champion.uri, champion.version, champion.info.kind)
         tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar.table,
                                         compatible.table, embed.backbone, k, model, catalog,
                                         {S.SIMILAR_TABLE: similar, S.COMPATIBLE_TABLE: compatible})
-        result = write_run(data, tables, replace(manifest, seconds=dict(clock.seconds)), k)
+        result = write_run(data, tables, replace(manifest, seconds=dict(clock.seconds),
+                                                 ran_on=stage_placement(blocks)), k)
         gallery = write_gallery(data, run_id, return_state=True)  # a page that fails costs no table
         if gallery.is_failed():
             logger.warning("the run's gallery page could not be written (%s); the run is published "

@@ -34,14 +34,14 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
 
 @task(cache_policy=NO_CACHE)
 def similar_tables(vectors: ItemVectors, config: TopKConfig, basis: TopKBasis | None = None,
-                   previous: PreviousTopK | None = None) -> TopKResult:
-    return topk.similar_tables(vectors, config, basis, previous)
+                   previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None) -> TopKResult:
+    return topk.similar_tables(vectors, config, basis, previous, run_blocks)
 
 
 @task(cache_policy=NO_CACHE)
 def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConfig, basis: TopKBasis | None = None,
-                      previous: PreviousTopK | None = None) -> TopKResult:
-    return topk.compatible_tables(vectors, model, config, basis, previous)
+                      previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None) -> TopKResult:
+    return topk.compatible_tables(vectors, model, config, basis, previous, run_blocks)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

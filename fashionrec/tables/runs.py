@@ -170,6 +170,7 @@ class RunManifest:
     catalog_report: dict[str, Any]
     coverage: dict[str, dict] = field(default_factory=dict)  # of the compatible table, per group
     topk: dict[str, dict] = field(default_factory=dict)  # per table: full or incremental, why, basis
+    ran_on: dict[str, Any] = field(default_factory=dict)  # where the stages ran (threads, Dask workers)
     seconds: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -201,6 +202,7 @@ class RunManifest:
             "catalog_report": self.catalog_report,
             "compatible_coverage": self.coverage,
             "topk": self.topk,
+            "ran_on": self.ran_on,
             "seconds": self.seconds,
         }
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -46,6 +46,33 @@ from fashionrec.vectors import ItemVectors
 log = logging.getLogger(__name__)
 
 FULL, INCREMENTAL = "full", "incremental"
+
+# (function, shared arrays, per-block arguments) -> the function's result for each block, as
+# ``[fn(*shared, *block) for block in blocks]``: where the blocks run (this process, or a Dask
+# cluster's workers, the shared arrays shipped once to each) is the caller's choice
+RunBlocks = Callable[[Callable, Sequence[np.ndarray], list[tuple]], list]
+
+
+def run_here(fn: Callable, shared: Sequence[np.ndarray], blocks: list[tuple]) -> list:
+    return [fn(*shared, *block) for block in blocks]
+
+
+def exact_block(q: np.ndarray, c: np.ndarray, rows: np.ndarray, depth: int, same_group: bool):
+    """One block of query rows against every candidate (what a worker computes)."""
+    return exact_lists(q[rows], c, depth, self_pos=rows if same_group else None)
+
+
+def _exact_rows(q, c, rows, depth, same_group, config, run_blocks: RunBlocks | None):
+    """``exact_lists`` of query ``rows``: here (all rows of a group: the symmetric half-cost
+    join), or in blocks of ``config.block_size`` rows through ``run_blocks``."""
+    if run_blocks is None:
+        if same_group and len(rows) == q.shape[0]:
+            return exact_lists(q, c, depth, symmetric=True, block_size=config.block_size)
+        return exact_lists(q[rows], c, depth, self_pos=rows if same_group else None, block_size=config.block_size)
+    step = config.block_size
+    blocks = [(rows[s : s + step], depth, same_group) for s in range(0, len(rows), step)]
+    parts = run_blocks(exact_block, (q, c), blocks)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 @dataclass(frozen=True)
@@ -153,14 +180,16 @@ class _Lists:
     recomputed: int
 
 
-def _full(q: np.ndarray, c: np.ndarray, depth: int, symmetric: bool, block: int) -> _Lists:
-    idx, val = exact_lists(q, c, depth, symmetric=symmetric, block_size=block)
+def _full(q: np.ndarray, c: np.ndarray, depth: int, same_group: bool, config: TopKConfig,
+          run_blocks: RunBlocks | None) -> _Lists:
+    idx, val = _exact_rows(q, c, np.arange(q.shape[0]), depth, same_group, config, run_blocks)
     return _Lists(idx, val, q.shape[0])
 
 
 def _update(
     q: np.ndarray, c: np.ndarray, q_ids: np.ndarray, c_ids: np.ndarray, q_fresh: np.ndarray, c_fresh: np.ndarray,
-    same_group: bool, depth: int, k: int, prev: pl.DataFrame, prev_candidates: int, block: int,
+    same_group: bool, depth: int, k: int, prev: pl.DataFrame, prev_candidates: int, config: TopKConfig,
+    run_blocks: RunBlocks | None,
 ) -> _Lists:
     """Update one family of lists from the previous run's (``prev``: ITEM_ID, RANK, NEIGHBOR_ID,
     SCORE of this family); see the module's docstring for the rule."""
@@ -192,7 +221,7 @@ def _update(
         kval[r[ok], slot[ok]] = kept[S.SCORE].to_numpy()[ok]
         fresh_c = np.nonzero(c_fresh)[0]
         if len(fresh_c):
-            fidx, fval = exact_lists(q[clean], c[fresh_c], de, block_size=block)
+            fidx, fval = exact_lists(q[clean], c[fresh_c], de, block_size=config.block_size)
             kidx = np.concatenate([kidx, fresh_c[fidx]], axis=1)
             kval = np.concatenate([kval, fval], axis=1)
         order = np.lexsort((np.where(kidx < 0, n_c, kidx), -kval), axis=1)[:, :de]
@@ -210,7 +239,7 @@ def _update(
         need[clean[good]] = False
     rows = np.nonzero(need)[0]
     if len(rows):
-        ridx, rval = exact_lists(q[rows], c, de, self_pos=rows if same_group else None, block_size=block)
+        ridx, rval = _exact_rows(q, c, rows, de, same_group, config, run_blocks)
         idx[rows], val[rows] = ridx, rval
     return _Lists(idx, val, int(len(rows)))
 
@@ -240,16 +269,15 @@ def _prev_candidates(previous: PreviousTopK, group: str) -> int:
     return previous.items.filter(pl.col(S.GROUP) == group).height
 
 
-def _lists(q, c, ids, rows, cand_rows, fresh, same_group, config, previous, table, group, other, incremental):
+def _lists(q, c, ids, rows, cand_rows, fresh, same_group, config, previous, table, group, other, incremental,
+           run_blocks):
     """One family's lists: updated from the previous run's when ``incremental``, else in full."""
-    if not incremental:
-        return _full(q, c, config.depth, same_group, config.block_size)
-    prev = _family_prev(previous, table, group, other)
+    prev = _family_prev(previous, table, group, other) if incremental else None
     if prev is None:
-        return _full(q, c, config.depth, same_group, config.block_size)
+        return _full(q, c, config.depth, same_group, config, run_blocks)
     return _update(q, c, ids[rows].astype(str), ids[cand_rows].astype(str), fresh[rows], fresh[cand_rows],
                    same_group, config.depth, config.k, prev,
-                   _prev_candidates(previous, other) - (1 if same_group else 0), config.block_size)
+                   _prev_candidates(previous, other) - (1 if same_group else 0), config, run_blocks)
 
 
 def _report(mode_reason: str | None, basis: dict, rows: int, recomputed: int, seconds: float) -> dict[str, Any]:
@@ -259,9 +287,10 @@ def _report(mode_reason: str | None, basis: dict, rows: int, recomputed: int, se
 
 
 def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basis: TopKBasis | None = None,
-                   previous: PreviousTopK | None = None) -> TopKResult:
+                   previous: PreviousTopK | None = None, run_blocks: RunBlocks | None = None) -> TopKResult:
     """The similar-items table (every item's K most similar items of its own group, by
-    ``similarity_vectors``), updated from ``previous`` where its basis allows."""
+    ``similarity_vectors``), updated from ``previous`` where its basis allows. ``run_blocks``:
+    where the blocks of query rows computed against every candidate run (None: here)."""
     start = time.perf_counter()
     basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
     why = _why_full(S.SIMILAR_TABLE, basis, previous)
@@ -272,7 +301,7 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     for group, rows in vectors.group_rows().items():
         xg = np.ascontiguousarray(x[rows])
         lists = _lists(xg, xg, ids, rows, rows, fresh, True, config, previous, S.SIMILAR_TABLE, group, group,
-                       why is None)
+                       why is None, run_blocks)
         ke = min(config.k, len(rows) - 1)
         frames.append(topk_table(ids, group, rows, rows, lists.idx[:, :ke], lists.val[:, :ke]))
         states.append(_state(ids, group, group, rows, rows, lists))
@@ -286,7 +315,8 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
 
 
 def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConfig = TopKConfig(),
-                      basis: TopKBasis | None = None, previous: PreviousTopK | None = None) -> TopKResult:
+                      basis: TopKBasis | None = None, previous: PreviousTopK | None = None,
+                      run_blocks: RunBlocks | None = None) -> TopKResult:
     """The compatible-items table (for every item and each other group, the K items the model
     scores highest as its partner, an exact top-K in the model's pair space), updated from
     ``previous`` where its basis allows. A kind whose pair space scores blocks with its own
@@ -315,7 +345,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
             q = np.ascontiguousarray(space.queries.numpy())
             c = np.ascontiguousarray(space.candidates.numpy())
             lists = _lists(q, c, ids, rows, cand_rows, fresh, False, config, previous, S.COMPATIBLE_TABLE,
-                           group, other, why is None)
+                           group, other, why is None, run_blocks)
             frames.append(topk_table(ids, group, rows, cand_rows, lists.idx[:, :ke],
                                      space.to_score(lists.val[:, :ke]), other))
             states.append(_state(ids, group, other, rows, cand_rows, lists))
