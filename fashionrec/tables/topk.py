@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from fashionrec.compat.interface import CompatModel
 from fashionrec.core import schemas as S
@@ -219,16 +220,22 @@ def _update(
         ok = slot < de
         kidx[r[ok], slot[ok]] = kept["_c"].to_numpy()[ok]
         kval[r[ok], slot[ok]] = kept[S.SCORE].to_numpy()[ok]
+        complete = ends["_n"].to_numpy() >= prev_candidates
+        last = ends["_last"].to_numpy().astype(np.float32)
         fresh_c = np.nonzero(c_fresh)[0]
         if len(fresh_c):
-            fidx, fval = exact_lists(q[clean], c[fresh_c], de, block_size=config.block_size)
-            kidx = np.concatenate([kidx, fresh_c[fidx]], axis=1)
-            kval = np.concatenate([kval, fval], axis=1)
+            # only rows that a new candidate may enter: its float32 score, plus float32's error
+            # bound, reaches the old list's last entry (or the list had room, or knew everything)
+            enter = np.nonzero(_may_enter(q[clean], c[fresh_c], last, complete | (kidx[:, -1] < 0),
+                                          config.block_size))[0]
+            fidx, fval = exact_lists(q[clean[enter]], c[fresh_c], de, block_size=config.block_size)
+            width = fidx.shape[1]
+            kidx = np.concatenate([kidx, np.full((m, width), -1, np.int64)], axis=1)
+            kval = np.concatenate([kval, np.full((m, width), -np.inf, np.float32)], axis=1)
+            kidx[enter, de:], kval[enter, de:] = fresh_c[fidx], fval
         order = np.lexsort((np.where(kidx < 0, n_c, kidx), -kval), axis=1)[:, :de]
         kidx, kval = np.take_along_axis(kidx, order, 1), np.take_along_axis(kval, order, 1)
         # what ranks above the old list's last entry is exact; a complete old list had no unknowns
-        complete = ends["_n"].to_numpy() >= prev_candidates
-        last = ends["_last"].to_numpy().astype(np.float32)
         bound = np.searchsorted(c_ids, np.asarray(ends["_last_id"].to_list(), dtype=str), side="right")
         above = (kval > last[:, None]) | ((kval == last[:, None]) & (kidx < bound[:, None]))
         valid = (kidx >= 0) & (above | complete[:, None])
@@ -242,6 +249,19 @@ def _update(
         ridx, rval = _exact_rows(q, c, rows, de, same_group, config, run_blocks)
         idx[rows], val[rows] = ridx, rval
     return _Lists(idx, val, int(len(rows)))
+
+
+def _may_enter(q: np.ndarray, c: np.ndarray, last: np.ndarray, room: np.ndarray, block: int) -> np.ndarray:
+    """Per query row: may any candidate of ``c`` rank at or above ``last`` (by float32 scores,
+    allowing float32's error bound on a dot product)? Rows with ``room`` always may."""
+    err = (q.shape[1] + 3) * 2.0**-24 * 1.01 * np.linalg.norm(q, axis=1) * float(np.linalg.norm(c, axis=1).max())
+    best = np.empty(q.shape[0], dtype=np.float32)
+    c32 = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+    with torch.inference_mode():
+        for s in range(0, q.shape[0], block):
+            q32 = torch.from_numpy(np.ascontiguousarray(q[s : s + block], dtype=np.float32))
+            best[s : s + block] = torch.matmul(q32, c32.T).max(dim=1).values.numpy()
+    return room | (best + err + 2.0**-22 >= last)
 
 
 def _state(ids: np.ndarray, group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
