@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= demo-data
 
-.PHONY: venv demo test bench clean serve
+.PHONY: venv demo test bench bench-scale clean serve
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	PYTHONPATH=. $(PY) benchmarks/run.py
 	PYTHONPATH=. $(PY) benchmarks/compat_topk_50k.py --mlp-queries 256
+
+# `make bench-scale [ITEMS=50000]`: a full refresh and the refresh after a 1% change on a synthetic
+# catalogue (vectors written straight into the embedding store), to benchmarks/results/scale.json
+ITEMS ?= 250000
+bench-scale: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/bench_scale.py --items $(ITEMS) --out benchmarks/results/scale.json
 
 clean:
 	rm -rf $(DEMO_DATA) .pytest_cache

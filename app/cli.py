@@ -72,7 +72,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     manifest = with_runner(nightly_refresh, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k,
         colour_weight=args.colour_weight, split=args.split, max_reject_share=args.max_reject_share,
-        lock_timeout_s=args.lock_timeout,
+        lock_timeout_s=args.lock_timeout, rehash=args.rehash,
     )
     print(json.dumps(manifest, indent=2) if args.json else
           f"published run {manifest['run_id']}: {manifest['items_published']} items, "
@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail without publishing when more than this share of items is rejected (default: %(default)s)")
     r.add_argument("--lock-timeout", type=float, default=PublishConfig.lock_timeout_s,
                    help="seconds to wait for another refresh of the same data dir (default: %(default)s)")
+    r.add_argument("--rehash", action="store_true",
+                   help="read and hash every image; by default a file whose size and mtime (ETag on s3://) "
+                   "are those of the last run keeps its hash unread (a file rewritten with the same size "
+                   "and mtime is then not noticed)")
     r.set_defaults(func=cmd_refresh)
 
     for name, func, helptext in (("similar", cmd_similar, "the most similar items of one item"),):

@@ -5,7 +5,7 @@ co-occurrence prior) and the design's MLP through the decomposed scorer.
 Both on the same random unit vectors (2,048-d by default, as ResNet50's) spread over the four
 groups; K = 10 per other group; untrained models (the cost does not depend on the weights).
 
-- type-aware: the whole table through ``neighbors.compatible_topk`` (what the nightly refresh
+- type-aware: the whole table through ``topk.compatible_topk`` (what the nightly refresh
   runs), timed end to end, including building the Arrow table.
 Wall and process CPU seconds are both printed: on a shared machine the CPU seconds are the
 steadier figure.
@@ -45,7 +45,8 @@ from fashionrec.compat.type_aware import TypeAwareNet  # noqa: E402
 from fashionrec.core import schemas as S  # noqa: E402
 from fashionrec.core.config import TopKConfig  # noqa: E402
 from fashionrec.core.groups import DEFAULT_GROUPS as GROUPS  # noqa: E402
-from fashionrec.tables.neighbors import blocked_topk, compatible_topk  # noqa: E402
+from fashionrec.tables.neighbors import blocked_topk  # noqa: E402
+from fashionrec.tables.topk import compatible_topk  # noqa: E402
 from fashionrec.vectors import ItemVectors  # noqa: E402
 
 

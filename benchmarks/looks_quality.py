@@ -49,8 +49,8 @@ from fashionrec.core.config import TopKConfig  # noqa: E402
 from fashionrec.embedding.config import EmbedConfig  # noqa: E402
 from fashionrec.embedding.stage import embed_items  # noqa: E402
 from fashionrec.storage.data_dir import DataDir  # noqa: E402
-from fashionrec.tables.neighbors import compatible_topk  # noqa: E402
 from fashionrec.tables.retrieval import compatible_coverage  # noqa: E402
+from fashionrec.tables.topk import compatible_topk  # noqa: E402
 
 SHOP = ROOT.parent / "shared" / "data" / "mango-outfits-dev"
 LINKS = ("product_data.csv", "outfit_data.csv", "images")

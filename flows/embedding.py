@@ -50,5 +50,5 @@ TASK_STEPS = EmbedSteps(hash_images=hash_images, plan_shards=plan_shards, embed_
                         summarize_embedding=summarize_embedding)
 
 
-def embed_items(items: pl.DataFrame, data: DataDir, config: EmbedConfig) -> EmbedOutcome:
-    return stage.embed_items(items, data, config, TASK_STEPS)
+def embed_items(items: pl.DataFrame, data: DataDir, config: EmbedConfig, rehash: bool = False) -> EmbedOutcome:
+    return stage.embed_items(items, data, config, TASK_STEPS, rehash)

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401  (routes library logs to Prefect)
+from fashionrec.core import schemas as S
 from fashionrec.core.config import FlowRunConfig, PublishConfig, TopKConfig
 from fashionrec.embedding.backbones import embedding_dim
 from fashionrec.embedding.config import EmbedConfig
@@ -19,16 +20,19 @@ from fashionrec.storage.data_dir import DataDir
 from fashionrec.storage.locking import DataDirLock
 from fashionrec.tables.publish import new_run_id
 from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
+from fashionrec.tables.topk import TopKBasis
 from flows.embedding import embed_items
+from flows.runners import block_runner, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.storage import pull
 from tasks.tables import (
     build_rejects,
-    compatible_topk,
+    compatible_tables,
+    load_previous_topk,
     publish_run,
     record_rejects,
-    similar_topk,
+    similar_tables,
     write_gallery,
     write_run,
 )
@@ -48,9 +52,11 @@ def nightly_refresh(
     retire_grace_s: float = PublishConfig.retire_grace_s,
     max_reject_share: float = PublishConfig.max_reject_share,
     lock_timeout_s: float = PublishConfig.lock_timeout_s,
+    rehash: bool = False,
 ) -> dict:
     """Recompute and publish the similar-items and compatible-items tables of a catalogue with
-    the champion model (``backbone``: the champion's unless given; it must match it)."""
+    the champion model (``backbone``: the champion's unless given; it must match it).
+    ``rehash``: read and hash every image, not only those whose size or mtime changed."""
     logger = get_run_logger()
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
     topk = TopKConfig(k=k, colour_weight=colour_weight)
@@ -68,19 +74,24 @@ def nightly_refresh(
         champion.info.check_groups(cat.group_mapping.names)
         clock.lap("load")
 
-        embedded = embed_items(filtered.items, data, embed)
+        embedded = embed_items(filtered.items, data, embed, rehash)
         rejects = build_rejects(embedded, data)
         record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
         clock.lap("embed")
 
-        similar = similar_topk(embedded.vectors, topk)
-        compatible = compatible_topk(embedded.vectors, champion.model, topk)
+        previous = load_previous_topk(data)  # its lists are updated when the basis is the same
+        basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
+        blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
+        similar = similar_tables(embedded.vectors, topk, basis, previous, blocks)
+        compatible = compatible_tables(embedded.vectors, champion.model, topk, basis, previous, blocks)
         clock.lap("topk")
 
         model = ModelUsed(champion.uri, champion.version, champion.info.kind)
-        tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar, compatible,
-                                        embed.backbone, k, model, catalog)
-        result = write_run(data, tables, replace(manifest, seconds=dict(clock.seconds)), k)
+        tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar.table,
+                                        compatible.table, embed.backbone, k, model, catalog,
+                                        {S.SIMILAR_TABLE: similar, S.COMPATIBLE_TABLE: compatible})
+        result = write_run(data, tables, replace(manifest, seconds=dict(clock.seconds),
+                                                 ran_on=stage_placement(blocks)), k)
         gallery = write_gallery(data, run_id, return_state=True)  # a page that fails costs no table
         if gallery.is_failed():
             logger.warning("the run's gallery page could not be written (%s); the run is published "

@@ -87,3 +87,54 @@ def gpu_placement() -> Iterator[None]:
 def with_runner(flow_fn, config: RunnerConfig):
     """``flow_fn`` set to run its mapped tasks on the runner of ``config``."""
     return flow_fn.with_options(task_runner=make_task_runner(config))
+
+
+def _dask_client():
+    """The Dask client of the flow run's task runner, or None (threads)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return getattr(getattr(ctx, "task_runner", None), "_client", None)
+
+
+def _on_worker(fn, *args):
+    from distributed import get_worker
+
+    return get_worker().address, fn(*args)
+
+
+class BlockRunner:
+    """Where the top-K blocks run, for ``fashionrec.tables.topk`` (its ``RunBlocks``): on the
+    flow's Dask cluster when it has one (each family's vectors scattered once to every worker,
+    then one Dask task per block of query rows), else None (in the flow's process). ``ran_on()``
+    says where they ran, for the manifest."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.blocks = 0
+        self.workers: set[str] = set()
+
+    def __call__(self, fn, shared, blocks):
+        shared_futures = self.client.scatter(list(shared), broadcast=True)  # once per worker, not per block
+        futures = [self.client.submit(_on_worker, fn, *shared_futures, *block, pure=False) for block in blocks]
+        out = []
+        for where, result in self.client.gather(futures):
+            self.workers.add(where)
+            out.append(result)
+        self.blocks += len(blocks)
+        return out
+
+    def ran_on(self) -> dict:
+        return {"where": "dask", "blocks": self.blocks, "workers": sorted(self.workers)}
+
+
+def block_runner() -> BlockRunner | None:
+    client = _dask_client()
+    return BlockRunner(client) if client is not None else None
+
+
+def stage_placement(blocks: BlockRunner | None) -> dict[str, object]:
+    """Where the refresh's stages ran: the manifest's ``ran_on``."""
+    client = _dask_client()
+    embed = "dask" if client is not None else "threads (flow process)"
+    return {"embed_shards": embed, "topk_blocks": blocks.ran_on() if blocks is not None else "flow process"}

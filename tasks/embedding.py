@@ -13,8 +13,8 @@ from tasks.retry import IO_RETRIES
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def hash_images(items: pl.DataFrame) -> pl.DataFrame:
-    return plan.hash_images(items)
+def hash_images(items: pl.DataFrame, data: DataDir | None = None, rehash: bool = False) -> pl.DataFrame:
+    return plan.hash_images(items, data, rehash)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

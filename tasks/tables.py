@@ -11,7 +11,8 @@ from fashionrec.compat.interface import CompatModel
 from fashionrec.core.config import PublishConfig, TopKConfig
 from fashionrec.embedding.stage import EmbedOutcome
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables import gallery, neighbors, publish, runs
+from fashionrec.tables import gallery, publish, runs, topk
+from fashionrec.tables.topk import PreviousTopK, TopKBasis, TopKResult
 from fashionrec.vectors import ItemVectors
 from tasks.retry import IO_RETRIES
 
@@ -26,14 +27,21 @@ def record_rejects(rejects: pa.Table, items: int, max_share: float, data: DataDi
     runs.record_rejects(rejects, items, max_share, data, run_id)
 
 
-@task(cache_policy=NO_CACHE)
-def similar_topk(vectors: ItemVectors, config: TopKConfig) -> pa.Table:
-    return neighbors.similar_topk(vectors, config)
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def load_previous_topk(data: DataDir) -> PreviousTopK | None:
+    return topk.load_previous_topk(data)
 
 
 @task(cache_policy=NO_CACHE)
-def compatible_topk(vectors: ItemVectors, model: CompatModel, config: TopKConfig) -> pa.Table:
-    return neighbors.compatible_topk(vectors, model, config)
+def similar_tables(vectors: ItemVectors, config: TopKConfig, basis: TopKBasis | None = None,
+                   previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None) -> TopKResult:
+    return topk.similar_tables(vectors, config, basis, previous, run_blocks)
+
+
+@task(cache_policy=NO_CACHE)
+def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConfig, basis: TopKBasis | None = None,
+                      previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None) -> TopKResult:
+    return topk.compatible_tables(vectors, model, config, basis, previous, run_blocks)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

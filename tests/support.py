@@ -73,7 +73,8 @@ def publish_with_library(catalog, data, k: int = 5, train_epochs: int = 10, mode
     from fashionrec.embedding.config import EmbedConfig
     from fashionrec.embedding.stage import embed_items
     from fashionrec.storage.data_dir import DataDir
-    from fashionrec.tables import gallery, neighbors, publish, runs
+    from fashionrec.tables import gallery, publish, runs
+    from fashionrec.tables import topk as topk_tables
 
     data = DataDir.open(data)
     cat = load_catalog(catalog)
@@ -91,7 +92,7 @@ def publish_with_library(catalog, data, k: int = 5, train_epochs: int = 10, mode
     rejects = runs.build_rejects(embedded, data)
     tables, manifest = runs.assemble_run(
         data, run_id, cat, filtered, embedded, rejects,
-        neighbors.similar_topk(embedded.vectors, topk), neighbors.compatible_topk(embedded.vectors, champion.model, topk),
+        topk_tables.similar_topk(embedded.vectors, topk), topk_tables.compatible_topk(embedded.vectors, champion.model, topk),
         BACKBONE, k, runs.ModelUsed(champion.uri, champion.version, champion.info.kind), str(catalog),
     )
     written = runs.write_run(data, tables, manifest, k)

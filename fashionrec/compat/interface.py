@@ -4,7 +4,7 @@ Whatever a kind computes inside, the rest of the product asks it three things:
 
 - ``pair_spaces(vectors)``: for a group and another group, the items as queries and candidates
   in a space where a (blocked) inner product, or the kind's own block scorer, ranks the pairs.
-  The compatible-items table is an exact top-K there (``tables.neighbors.compatible_topk``),
+  The compatible-items table is an exact top-K there (``tables.topk.compatible_tables``),
   the same loop for every kind.
 - ``outfit_scorer(vectors)``: one score per outfit (rows of items): the compatibility AUC.
 - ``candidate_scorer(vectors)``: for partial outfits and their candidates, one score per

@@ -153,7 +153,7 @@ class TypeAwareNet(PairwiseModel, nn.Module):
 
     def _scores_of_dots(self, dot: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.score_from_dot(torch.from_numpy(dot)).numpy()
+            return self.score_from_dot(torch.from_numpy(np.ascontiguousarray(dot, np.float32))).numpy()
 
     # --- the CompatModel interface --------------------------------------------------------------
     def pair_scorer(self, vectors: ItemVectors, block: int = 1 << 15) -> PairScorer:
@@ -174,16 +174,26 @@ class TypeAwareNet(PairwiseModel, nn.Module):
         return score
 
     def pair_spaces(self, vectors: ItemVectors) -> PairSpaces:
-        """Unit vectors in the pair's space: the nearest are an inner-product top-K."""
+        """Unit vectors in the pair's space: the nearest are an inner-product top-K.
+
+        Computed in float64, so that an item's vector in a space does not depend, to float32
+        precision, on which other items share its matrix multiply (the refresh's incremental
+        top-K keeps scores from one night to the next)."""
         self.info.check_vectors(vectors)
         with torch.inference_mode():
-            general = self.embed(torch.from_numpy(vectors.vectors))  # once: N x space_dim
+            w, b = self.embed.weight.double(), self.embed.bias.double()
+            general = torch.from_numpy(vectors.vectors).double() @ w.T + b  # once: N x space_dim
 
         def space(group: str, rows: np.ndarray, other: str, cand_rows: np.ndarray) -> PairSpace:
             s = self.space_index(group, other)
             with torch.inference_mode():
-                q = self.to_space(general[torch.from_numpy(rows)], s)
-                c = self.to_space(general[torch.from_numpy(cand_rows)], s)
+                p = self.proj[s].double()
+                q, c = general[torch.from_numpy(rows)], general[torch.from_numpy(cand_rows)]
+                if self.config.space == "projection":
+                    q, c = q @ p.T, c @ p.T
+                else:
+                    q, c = q * p, c * p
+                q, c = nn.functional.normalize(q, dim=-1), nn.functional.normalize(c, dim=-1)
             return PairSpace(q, c, to_score=self._scores_of_dots)
 
         return space

@@ -78,9 +78,17 @@ class TopKConfig:
     # taking 1 - w (0 = CNN only). Tuned on half of a real shop sample (the largest w that costs
     # the same-kind precision@10 at most 0.02 there): benchmarks/retrieval_quality.sh
     colour_weight: float = 0.2
+    # neighbours kept per list beyond K in the run's private deep lists, so that the next refresh
+    # can drop removed items from a list without recomputing it (until fewer than K are left)
+    depth_margin: int = 10
+
+    @property
+    def depth(self) -> int:
+        return self.k + self.depth_margin
 
     def __post_init__(self) -> None:
         check_range(self, "k", 1)
+        check_range(self, "depth_margin", 0)
         check_range(self, "block_size", 1)
         check_range(self, "colour_weight", 0.0, 1.0)
 

@@ -23,6 +23,11 @@ BACKBONE = "backbone"
 VECTOR = "vector"
 COLOUR = "colour"  # the product's colour descriptor (fashionrec.colour)
 
+# --- the stat cache of the embedding store: what an image file looked like when it was hashed ----
+FILE_SIZE = "size"
+FILE_MTIME_NS = "mtime_ns"  # local files: st_mtime_ns
+FILE_ETAG = "etag"  # objects on s3:// (or any fsspec store that lists one): the ETag
+
 # --- published tables --------------------------------------------------------------------------
 RANK = "rank"
 NEIGHBOR_ID = "neighbor_id"
@@ -80,6 +85,18 @@ def embeddings_schema(dim: int, colour_dim: int) -> pa.Schema:
     )
 
 
+# one row per image file hashed by the last run (embedding.store.read_stat_cache): a file whose
+# (path, size, mtime_ns) or (URL, size, ETag) is unchanged is not read again, its hash is reused
+STAT_CACHE_SCHEMA = pa.schema(
+    [
+        pa.field(IMAGE, pa.string(), nullable=False),
+        pa.field(FILE_SIZE, pa.int64(), nullable=False),
+        pa.field(FILE_MTIME_NS, pa.int64()),
+        pa.field(FILE_ETAG, pa.string()),
+        pa.field(IMAGE_SHA256, pa.string(), nullable=False),
+    ]
+)
+
 SIMILAR_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=False),
@@ -97,6 +114,20 @@ COMPATIBLE_SCHEMA = pa.schema(
         pa.field(RANK, pa.int32(), nullable=False),
         pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
         pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float32(), nullable=False),
+    ]
+)
+
+# a run's private deep top-K lists (DataDir.topk_state): per query item and candidate group, up to
+# K + TopKConfig.depth_margin neighbours with their ranking value (SCORE: the model's raw
+# value, before its monotone map to the published score), so the next refresh can update them
+TOPK_STATE_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(GROUP, pa.string(), nullable=False),
+        pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
+        pa.field(RANK, pa.int32(), nullable=False),
+        pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
         pa.field(SCORE, pa.float32(), nullable=False),
     ]
 )

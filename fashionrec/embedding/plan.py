@@ -17,14 +17,76 @@ import polars as pl
 
 from fashionrec.core import schemas as S
 from fashionrec.embedding.images import sha256_file
-from fashionrec.embedding.store import embedded_hashes, remove_dead_temporaries
+from fashionrec.embedding.store import embedded_hashes, read_stat_cache, remove_dead_temporaries, write_stat_cache
+from fashionrec.storage import fs as remote
 from fashionrec.storage.data_dir import DataDir
 
 log = logging.getLogger(__name__)
 
 
-def hash_images(items: pl.DataFrame, threads: int = 8) -> pl.DataFrame:
-    """Add IMAGE_SHA256 to ``items``; null where the file cannot be read (recorded as reject)."""
+def stat_images(paths: list[str]) -> pl.DataFrame:
+    """What each image file looks like without reading it: IMAGE, FILE_SIZE and FILE_MTIME_NS
+    (local files, ``os.stat``) or FILE_ETAG (object storage: one listing per folder). Files that
+    cannot be stat'ed (missing, unreachable) get null size."""
+    sizes: list[int | None] = []
+    mtimes: list[int | None] = []
+    etags: list[str | None] = []
+    listings: dict[str, dict[str, dict]] = {}
+    for path in paths:
+        size = mtime = etag = None
+        if remote.is_remote(path):
+            folder, name = path.rsplit("/", 1)
+            if folder not in listings:
+                listings[folder] = _list_folder(folder)
+            info = listings[folder].get(name)
+            if info is not None:
+                size = info.get("size")
+                etag = info.get("ETag") or info.get("etag")
+                etag = str(etag).strip('"') if etag else None
+        else:
+            try:
+                st = os.stat(path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                pass
+        sizes.append(size)
+        mtimes.append(mtime)
+        etags.append(etag)
+    return pl.DataFrame(
+        {S.IMAGE: paths, S.FILE_SIZE: sizes, S.FILE_MTIME_NS: mtimes, S.FILE_ETAG: etags},
+        schema={S.IMAGE: pl.String, S.FILE_SIZE: pl.Int64, S.FILE_MTIME_NS: pl.Int64, S.FILE_ETAG: pl.String},
+    )
+
+
+def _list_folder(folder: str) -> dict[str, dict]:
+    fs, path = remote.filesystem(folder)
+    try:
+        return {p["name"].rsplit("/", 1)[-1]: p for p in fs.ls(path, detail=True)}
+    except (FileNotFoundError, OSError):
+        return {}
+
+
+def hash_images(items: pl.DataFrame, data: DataDir | None = None, rehash: bool = False,
+                threads: int = 8) -> pl.DataFrame:
+    """Add IMAGE_SHA256 to ``items``; null where the file cannot be read (recorded as reject).
+
+    With a data dir, an image file whose path, size and mtime (ETag on object storage) equal
+    those the last run saw (the stat cache, ``DataDir.stat_cache``) keeps the hash it had and is
+    not read; the others are read and hashed, and the cache is rewritten. The limit of that
+    shortcut: a file rewritten with the same size and the same mtime (``touch -d``, a copy
+    keeping times, a clock reset) is not noticed; ``rehash=True`` reads and hashes every file.
+    Each file is stat'ed before it is read, so a file changed while it is hashed is hashed
+    again next time."""
+    paths = items[S.IMAGE].to_list()
+    stats = stat_images(paths) if data is not None else None
+    known: dict[tuple, str] = {}
+    if stats is not None and not rehash:
+        cache = read_stat_cache(data)
+        known = {(p, sz, m, e): sha for p, sz, m, e, sha in cache.select(
+            S.IMAGE, S.FILE_SIZE, S.FILE_MTIME_NS, S.FILE_ETAG, S.IMAGE_SHA256).iter_rows()}
+    keys = list(stats.iter_rows()) if stats is not None else [None] * len(paths)
+    shas: list[str | None] = [known.get(key) if key is not None and key[1] is not None else None for key in keys]
+    todo = [i for i, sha in enumerate(shas) if sha is None]
 
     def one(path: str) -> str | None:
         try:
@@ -33,7 +95,14 @@ def hash_images(items: pl.DataFrame, threads: int = 8) -> pl.DataFrame:
             return None
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        shas = list(pool.map(one, items[S.IMAGE].to_list(), chunksize=64))
+        for i, sha in zip(todo, pool.map(one, [paths[i] for i in todo], chunksize=64)):
+            shas[i] = sha
+    if stats is not None:
+        fresh = stats.with_columns(pl.Series(S.IMAGE_SHA256, shas, dtype=pl.String)).filter(
+            pl.col(S.FILE_SIZE).is_not_null() & pl.col(S.IMAGE_SHA256).is_not_null()).unique(subset=[S.IMAGE])
+        write_stat_cache(data, fresh)
+        log.info("hashed %d image files, %d unchanged since the last run (stat cache%s)", len(todo),
+                 len(paths) - len(todo), ", --rehash: every file read" if rehash else "")
     return items.with_columns(pl.Series(S.IMAGE_SHA256, shas, dtype=pl.String))
 
 

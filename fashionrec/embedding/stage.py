@@ -135,18 +135,22 @@ def summarize_embedding(
 class EmbedSteps:
     """The steps of ``embed_items``; the flows pass their task versions of them."""
 
-    hash_images: Callable[[pl.DataFrame], pl.DataFrame] = hash_images
+    hash_images: Callable[..., pl.DataFrame] = hash_images  # (items, data, rehash)
     plan_shards: Callable[..., list[Shard]] = plan_shards
     embed_shards: Callable[[list[Shard], EmbedConfig], list[ShardResult]] = embed_shards
     summarize_embedding: Callable[..., EmbedOutcome] = summarize_embedding
 
 
 def embed_items(
-    items: pl.DataFrame, data: DataDir, config: EmbedConfig, steps: EmbedSteps = EmbedSteps()
+    items: pl.DataFrame, data: DataDir, config: EmbedConfig, steps: EmbedSteps = EmbedSteps(),
+    rehash: bool = False,
 ) -> EmbedOutcome:
-    """hash -> plan shards -> embed the shards -> join: every item's vector, from the store."""
+    """hash -> plan shards -> embed the shards -> join: every item's vector, from the store.
+
+    Image files unchanged since the last run (path, size, mtime; ETag on object storage) keep
+    their hash unread; ``rehash`` reads and hashes every one (``plan.hash_images``)."""
     key = encoder_key(config.backbone)
-    hashed = steps.hash_images(items)
+    hashed = steps.hash_images(items, data, rehash)
     shards = steps.plan_shards(hashed, data, config.backbone, key, config.shard_size)
     results = steps.embed_shards(shards, config)
     return steps.summarize_embedding(hashed, shards, results, data, key)

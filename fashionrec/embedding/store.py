@@ -118,3 +118,20 @@ def read_rejects(data: DataDir, encoder_key: str, item_ids: list[str]) -> pl.Dat
         return pl.DataFrame(schema={S.ITEM_ID: pl.String, S.IMAGE: pl.String, S.REASON: pl.String})
     frame = pl.concat([pl.read_parquet(f) for f in files])
     return frame.filter(pl.col(S.ITEM_ID).is_in(item_ids)).unique(subset=[S.ITEM_ID], keep="first")
+
+
+def read_stat_cache(data: DataDir) -> pl.DataFrame:
+    """The stat cache (``STAT_CACHE_SCHEMA``): each image file's size and mtime (ETag on object
+    storage) when the last run hashed it; empty when there is none or it cannot be read."""
+    path = data.stat_cache
+    if path.exists():
+        try:
+            return pl.from_arrow(pq.read_table(path).cast(S.STAT_CACHE_SCHEMA))
+        except Exception as exc:  # damaged or of another layout: hash everything again
+            log.warning("ignoring the unreadable stat cache %s (%s): every image is hashed again", path, exc)
+    return pl.from_arrow(S.STAT_CACHE_SCHEMA.empty_table())
+
+
+def write_stat_cache(data: DataDir, stats: pl.DataFrame) -> None:
+    """Replace the stat cache with ``stats`` (the files this run hashed or found unchanged)."""
+    write_atomic(stats.select(S.STAT_CACHE_SCHEMA.names).to_arrow().cast(S.STAT_CACHE_SCHEMA), data.stat_cache)

@@ -3,6 +3,7 @@
 A data dir holds what fashionrec keeps between runs::
 
     <data>/embeddings/<encoder key>/part-*.parquet     the embedding store (by image sha256)
+    <data>/embeddings/stat-cache.parquet               image files' size and mtime (ETag) when hashed
                                   /plans/shard-*.parquet    planned shards (resume after a crash)
                                   /rejects/rejects-*.parquet images a shard could not embed
     <data>/looks/<catalogue>/...                       a catalogue's looks split and its evaluation files
@@ -30,6 +31,7 @@ from fashionrec.storage.fs import cache_root, is_remote
 
 EMBEDDINGS = "embeddings"
 PLANS = "plans"
+STAT_CACHE = "stat-cache.parquet"
 REJECTS = "rejects"
 LOOKS = "looks"
 TABLES = "tables"
@@ -37,6 +39,7 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 RETIRED = ".retired"  # written into a run when CURRENT stops naming it: when it was replaced
 GALLERY = "gallery.html"
+TOPK_STATE = "topk-state"  # a run's deep top-K lists, private: what the next refresh updates
 LOCK = ".lock"
 MLFLOW_DB = "mlflow.db"
 ARTIFACTS = "mlartifacts"
@@ -75,6 +78,11 @@ class DataDir:
     # --- the embedding store ------------------------------------------------------------------
     def embeddings(self, encoder_key: str) -> Path:
         return self.local / EMBEDDINGS / encoder_key
+
+    @property
+    def stat_cache(self) -> Path:
+        """Each image file's (size, mtime or ETag) and sha256 when the last run hashed it."""
+        return self.local / EMBEDDINGS / STAT_CACHE
 
     def plans(self, encoder_key: str) -> Path:
         return self.embeddings(encoder_key) / PLANS
@@ -121,6 +129,10 @@ class DataDir:
 
     def manifest(self, run_id: str) -> Path:
         return self.run(run_id) / MANIFEST
+
+    def topk_state(self, run_id: str, table: str) -> Path:
+        """A run's deep top-K lists of one table (not published: the next refresh's input)."""
+        return self.run(run_id) / TOPK_STATE / f"{table}.parquet"
 
     def gallery(self, run_id: str) -> Path:
         return self.run(run_id) / GALLERY

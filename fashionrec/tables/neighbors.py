@@ -14,9 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from fashionrec.compat.interface import CompatModel
 from fashionrec.core import schemas as S
-from fashionrec.core.config import TopKConfig
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -172,41 +170,99 @@ def similarity_vectors(vectors: ItemVectors, colour_weight: float) -> np.ndarray
     )
 
 
-def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:
-    """For every item, the K most similar items of its own group: by the cosine of the CNN
-    vectors and colour descriptors mixed by ``config.colour_weight`` (``similarity_vectors``)."""
-    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    x = torch.from_numpy(similarity_vectors(vectors, config.colour_weight))
-    frames = []
-    for group, rows in vectors.group_rows().items():
-        xg = x[torch.from_numpy(rows)]
-        idx, val = self_topk(xg, config.k, config.block_size)
-        frames.append(topk_table(ids, group, rows, rows, idx, val))
-        log.info("similar items: %s, %d items x %d", group, len(rows), idx.shape[1])
-    return _sorted(pa.concat_tables(frames) if frames else S.SIMILAR_SCHEMA.empty_table())
+# --- exact lists: scores that depend on the two items only ----------------------------------
+SELECT_EXTRA = 8  # candidates taken per row by the fast float32 pass beyond the depth kept
 
 
-def compatible_topk(vectors: ItemVectors, model: CompatModel, config: TopKConfig = TopKConfig()) -> pa.Table:
-    """For every item and each other group, the K items of that group the model scores highest
-    as its partner (item first, candidate second): an exact top-K in the pair space the model
-    gives (``CompatModel.pair_spaces``), the same blocked loop for every model kind."""
-    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    spaces = model.pair_spaces(vectors)
-    groups = vectors.group_rows()
-    frames = []
-    for group, rows in groups.items():
-        for other, cand_rows in groups.items():
-            if other == group:
-                continue
-            space = spaces(group, rows, other, cand_rows)
-            idx, raw = blocked_topk(space.queries, space.candidates, config.k, config.block_size,
-                                    score_block=space.score_block, bonus=space.bonus)
-            frames.append(topk_table(ids, group, rows, cand_rows, idx, space.to_score(raw), other))
-        log.info("compatible items: %s, %d items", group, len(rows))
-    return _sorted(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
+def det_scores(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Scores of query ``q_rows[r]`` against candidates ``idx[r, :]``: float32 of a float64 dot.
+
+    The float32 inputs multiply exactly in float64 and numpy sums each pair's products in the
+    same (pairwise) order whatever else is computed with it, so a pair's score depends on its two
+    vectors only: not on the batch, the block or the size of the catalogue. That is what lets a
+    refresh reuse last night's lists and equal a full recompute (BLAS matrix products are not
+    like that: their last bits depend on the shapes)."""
+    m, p = idx.shape
+    out = np.empty((m, p), dtype=np.float32)
+    for s in range(0, m, chunk):
+        rows, ids = q_rows[s : s + chunk], idx[s : s + chunk]
+        prod = np.multiply(q[rows][:, None, :], c[ids], dtype=np.float64)
+        out[s : s + chunk] = prod.sum(axis=-1)
+    return out
 
 
-def _sorted(table: pa.Table) -> pa.Table:
+def _select(q32: torch.Tensor, c32: torch.Tensor, k: int, self_pos: np.ndarray | None, block_size: int):
+    """float32 top-k of each query row (candidate ``self_pos[r]`` excluded where >= 0)."""
+    n_q = q32.shape[0]
+    idx_out = np.empty((n_q, k), dtype=np.int64)
+    val_out = np.empty((n_q, k), dtype=np.float32)
+    with torch.inference_mode():
+        cand_t = c32.T
+        for s in range(0, n_q, block_size):
+            block = torch.matmul(q32[s : s + block_size], cand_t)
+            if self_pos is not None:
+                pos = torch.from_numpy(self_pos[s : s + block_size])
+                rows = torch.nonzero(pos >= 0).flatten()
+                block[rows, pos[rows]] = float("-inf")
+            vals, idx = topk_stable(block, k)
+            idx_out[s : s + block_size], val_out[s : s + block_size] = idx.numpy(), vals.numpy()
+    return idx_out, val_out
+
+
+def exact_lists(
+    q: np.ndarray, c: np.ndarray, depth: int, self_pos: np.ndarray | None = None, symmetric: bool = False,
+    block_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``depth`` candidates of every query row by ``det_scores``: (score desc, lower
+    candidate index first), exactly a stable sort of each row's scores, cut.
+
+    A float32 matrix-multiply pass picks ``depth + SELECT_EXTRA`` candidates per row, they are
+    rescored exactly, and a row is proven complete when its last kept score beats the float32
+    score of the last picked candidate by more than float32's error bound on a dot product
+    (``(d + 3) 2^-24 |q| |c|``); the rare rows where it does not (ties or near-ties at the cut)
+    are scored against every candidate. ``self_pos[r]``: the candidate that is query r itself
+    (-1: none); ``symmetric``: queries are the candidates, row i is candidate i (half the work)."""
+    n_q, n_c = q.shape[0], c.shape[0]
+    excl = 1 if (symmetric or self_pos is not None) else 0
+    de = min(depth, n_c - excl)
+    if de <= 0 or n_q == 0:
+        return np.empty((n_q, max(de, 0)), np.int64), np.empty((n_q, max(de, 0)), np.float32)
+    sel = min(de + SELECT_EXTRA, n_c - excl)
+    q32 = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+    if symmetric:
+        sidx, sval = self_topk(q32, sel, block_size)
+        self_pos = np.arange(n_q)
+    else:
+        c32 = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+        sidx, sval = _select(q32, c32, sel, self_pos, block_size)
+    dv = det_scores(q, c, np.arange(n_q), sidx)
+    order = np.lexsort((sidx, -dv), axis=1)[:, :de]
+    idx, val = np.take_along_axis(sidx, order, 1), np.take_along_axis(dv, order, 1)
+    if sel < n_c - excl:
+        d = q.shape[1]
+        err = (d + 3) * 2.0**-24 * 1.01 * np.linalg.norm(q, axis=1) * float(np.linalg.norm(c, axis=1).max())
+        unsure = np.nonzero(val[:, -1] <= sval[:, -1] + err + 2.0**-22)[0]
+        for r in unsure:
+            idx[r], val[r] = _exact_row(q, c, int(r), de, -1 if self_pos is None else int(self_pos[r]))
+        if len(unsure):
+            log.debug("exact lists: %d of %d rows scored against every candidate (ties at the cut)",
+                      len(unsure), n_q)
+    return idx, val
+
+
+def _exact_row(q: np.ndarray, c: np.ndarray, r: int, de: int, self_pos: int, chunk: int = 8192):
+    n_c = c.shape[0]
+    vals = np.empty(n_c, dtype=np.float32)
+    for s in range(0, n_c, chunk):
+        ids = np.arange(s, min(n_c, s + chunk))[None, :]
+        vals[s : s + chunk] = det_scores(q, c, np.array([r]), ids)[0]
+    if self_pos >= 0:
+        vals[self_pos] = -np.inf
+    order = np.lexsort((np.arange(n_c), -vals))[:de]
+    return order, vals[order]
+
+
+def sorted_table(table: pa.Table) -> pa.Table:
     keys = [(S.ITEM_ID, "ascending")]
     if S.NEIGHBOR_CATEGORY in table.column_names:
         keys.append((S.NEIGHBOR_CATEGORY, "ascending"))

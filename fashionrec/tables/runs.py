@@ -22,6 +22,7 @@ from fashionrec.embedding.store import read_rejects
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.tables import publish
 from fashionrec.tables.retrieval import compatible_coverage
+from fashionrec.tables.topk import TopKResult, write_topk_state
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class RunTables:
     compatible: pa.Table
     items: pa.Table
     rejects: pa.Table
+    states: dict[str, pa.Table] = field(default_factory=dict)  # deep top-K lists, kept privately
 
     def by_name(self) -> dict[str, pa.Table]:
         return {S.SIMILAR_TABLE: self.similar, S.COMPATIBLE_TABLE: self.compatible,
@@ -167,6 +169,8 @@ class RunManifest:
     rejects: int
     catalog_report: dict[str, Any]
     coverage: dict[str, dict] = field(default_factory=dict)  # of the compatible table, per group
+    topk: dict[str, dict] = field(default_factory=dict)  # per table: full or incremental, why, basis
+    ran_on: dict[str, Any] = field(default_factory=dict)  # where the stages ran (threads, Dask workers)
     seconds: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -197,6 +201,8 @@ class RunManifest:
             "rows": self.rows,
             "catalog_report": self.catalog_report,
             "compatible_coverage": self.coverage,
+            "topk": self.topk,
+            "ran_on": self.ran_on,
             "seconds": self.seconds,
         }
 
@@ -214,10 +220,13 @@ def assemble_run(
     k: int,
     model: ModelUsed,
     catalog_path: str,
+    topk: dict[str, TopKResult] | None = None,
 ) -> tuple[RunTables, RunManifest]:
-    """The run's tables and its manifest, diffed against the previous published run."""
+    """The run's tables and its manifest, diffed against the previous published run; ``topk``:
+    the top-K results the tables came from (their deep lists are kept, their reports recorded)."""
     items = run_items(embedded.vectors)
-    tables = RunTables(similar, compatible, items, rejects)
+    topk = topk or {}
+    tables = RunTables(similar, compatible, items, rejects, {name: r.state for name, r in topk.items()})
     manifest = RunManifest(
         run_id=run_id, catalog=catalog_path, backbone=backbone, encoder_key=embedded.vectors.encoder_key, k=k,
         groups=list(catalog.group_mapping.names), model=model, catalog_items=catalog.items.height,
@@ -225,6 +234,7 @@ def assemble_run(
         rows={S.SIMILAR_TABLE: similar.num_rows, S.COMPATIBLE_TABLE: compatible.num_rows},
         rejects=rejects.num_rows, catalog_report=catalog.report.to_dict(),
         coverage=compatible_coverage(pl.from_arrow(compatible), pl.from_arrow(items)),
+        topk={name: r.report for name, r in topk.items()},
     )
     return tables, manifest
 
@@ -238,6 +248,8 @@ def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int) -
             publish.validate_table(table, name, groups, k)
     for name, table in tables.by_name().items():
         publish.write_table(table, data, manifest.run_id, name)
+    for name, state in tables.states.items():
+        write_topk_state(data, manifest.run_id, name, state)
     written = manifest.to_dict()
     publish.write_manifest(data, manifest.run_id, written)
     return written

@@ -24,7 +24,7 @@ from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.core.groups import mapping_from_dict
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables.neighbors import compatible_topk
+from fashionrec.tables.topk import compatible_topk
 from fashionrec.vectors import ItemVectors
 
 GROUPS = ("tops", "bottoms", "shoes", "bags")

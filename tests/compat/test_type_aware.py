@@ -26,7 +26,7 @@ from fashionrec.embedding.backbones import encoder_key
 from fashionrec.embedding.plan import hash_images
 from fashionrec.embedding.store import load_item_vectors
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables.neighbors import compatible_topk
+from fashionrec.tables.topk import compatible_topk
 from fashionrec.vectors import ItemVectors
 from tests.conftest import TEST_BACKBONE
 

@@ -18,7 +18,8 @@ from fashionrec.embedding.colour import COLOUR_DIM, ColourSpec, colour_histogram
 from fashionrec.embedding.config import EmbedConfig
 from fashionrec.embedding.stage import embed_items
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables.neighbors import similar_topk, similarity_vectors
+from fashionrec.tables.neighbors import similarity_vectors
+from fashionrec.tables.topk import similar_topk
 from tests.conftest import TEST_BACKBONE
 
 

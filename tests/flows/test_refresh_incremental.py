@@ -3,6 +3,8 @@ tables; the manifest counts new, removed, changed and reused items."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import polars as pl
 import pyarrow.dataset as ds
@@ -63,3 +65,24 @@ def test_an_image_changed_under_the_same_id_is_re_embedded(workspace, refresh):
     new_similar = read_table(data, S.SIMILAR_TABLE).filter(pl.col(S.ITEM_ID) == item)
     assert not new_similar[S.SCORE].equals(old_similar[S.SCORE]), "its neighbours come from the new vector"
     assert len(read_metadata(catalog)) == first["items_in_catalog"]
+
+
+def test_the_top_k_tables_are_updated_and_equal_a_full_recompute(workspace, refresh, tmp_path):
+    catalog, data, first = workspace
+    assert first["topk"][S.SIMILAR_TABLE]["mode"] == "full"
+    published = read_table(data, S.ITEMS_TABLE).sort(S.ITEM_ID)[S.ITEM_ID].to_list()
+    remove_items(catalog, published[3:5])
+    add_items(catalog, 2, seed=3)
+    manifest = refresh(catalog, data)
+    similar = manifest["topk"][S.SIMILAR_TABLE]
+    assert similar["mode"] == "incremental" and similar["lists_recomputed"] < similar["lists"], similar
+    # the test champion is the MLP: its decomposed scorer keeps no per-pair score, so full
+    assert manifest["topk"][S.COMPATIBLE_TABLE]["mode"] == "full"
+    assert "block scorer" in manifest["topk"][S.COMPATIBLE_TABLE]["reason"]
+    # the same catalogue, refreshed with no previous run: the same tables
+    fresh = tmp_path / "fresh"
+    shutil.copytree(data, fresh, ignore=shutil.ignore_patterns("tables"))
+    again = refresh(catalog, fresh)
+    assert again["topk"][S.SIMILAR_TABLE]["reason"] == "full: no previous run"
+    for table in (S.SIMILAR_TABLE, S.COMPATIBLE_TABLE):
+        assert read_table(data, table).equals(read_table(fresh, table)), table

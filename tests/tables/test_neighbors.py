@@ -15,7 +15,8 @@ from fashionrec.embedding.backbones import encoder_key
 from fashionrec.embedding.plan import hash_images
 from fashionrec.embedding.store import load_item_vectors
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables.neighbors import blocked_topk, compatible_topk, self_topk, similar_topk
+from fashionrec.tables.neighbors import blocked_topk, self_topk
+from fashionrec.tables.topk import compatible_topk, similar_topk
 from tests.conftest import TEST_BACKBONE
 
 

@@ -18,7 +18,7 @@ from fashionrec.embedding.backbones import encoder_key
 from fashionrec.embedding.plan import hash_images as lib_hash_images
 from fashionrec.embedding.store import load_item_vectors
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables import neighbors
+from fashionrec.tables import topk
 from tests.conftest import TEST_BACKBONE
 
 TASK_MODULES = ("tasks.artifacts", "tasks.catalog", "tasks.embedding", "tasks.evaluation", "tasks.storage",
@@ -61,8 +61,8 @@ def test_task_functions_give_the_librarys_results(sample_catalog, embedded_data)
     data = DataDir.open(embedded_data)
     assert embedding.plan_shards.fn(hashed, data, TEST_BACKBONE, encoder_key(TEST_BACKBONE), 8) == []  # all stored
     vectors, _ = load_item_vectors(hashed, data, encoder_key(TEST_BACKBONE))
-    ours = pl.from_arrow(tables.similar_topk.fn(vectors, TopKConfig(k=3)))
-    assert ours.equals(pl.from_arrow(neighbors.similar_topk(vectors, TopKConfig(k=3))))
+    ours = pl.from_arrow(tables.similar_tables.fn(vectors, TopKConfig(k=3)).table)
+    assert ours.equals(pl.from_arrow(topk.similar_topk(vectors, TopKConfig(k=3))))
 
 
 @pytest.mark.parametrize("module", ["flows.nightly_refresh", "flows.train_compat", "flows.evaluate_compat"])

@@ -1,0 +1,390 @@
+"""The refresh's top-K tables, full or incremental, and the deep lists that make the next one cheap.
+
+Each table is a set of *lists*: per query item and candidate group (its own group for similar
+items, each other group for compatible items), the best candidates by (score desc, lower
+candidate index first; items are in ``item_id`` order, so the index order is the same in every
+run). A run keeps, privately beside its tables (``DataDir.topk_state``), each list's best
+``TopKConfig.depth`` = K + margin candidates with their exact ranking values
+(``neighbors.det_scores``: a pair's score depends on its two vectors only, never on the batch).
+
+When the previous published run was computed on the same basis (embeddings, K, depth, colour
+weight; for compatible items the same champion version), a refresh updates its lists instead of
+recomputing them:
+
+- the lists of new and changed items (a new image, or another group) are computed against every
+  candidate;
+- every other list drops its removed and changed candidates and merges in the best of the new and
+  changed candidates; every candidate that list never saw ranks below its old last entry (its
+  *boundary*), so the merged entries that rank above the boundary are exact;
+- a list left with fewer than K exact entries is computed again in full.
+
+The result equals a full computation row for row, ties included. Otherwise (another basis, no
+previous run or lists, a model kind whose pairs are scored by its own block scorer) the tables
+are computed in full; ``TopKResult.report`` says which and why, for the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from fashionrec.compat.interface import CompatModel
+from fashionrec.core import schemas as S
+from fashionrec.core.config import TopKConfig
+from fashionrec.storage.data_dir import DataDir
+from fashionrec.tables import publish
+from fashionrec.tables.neighbors import blocked_topk, exact_lists, similarity_vectors, sorted_table, topk_table
+from fashionrec.vectors import ItemVectors
+
+log = logging.getLogger(__name__)
+
+FULL, INCREMENTAL = "full", "incremental"
+
+# (function, shared arrays, per-block arguments) -> the function's result for each block, as
+# ``[fn(*shared, *block) for block in blocks]``: where the blocks run (this process, or a Dask
+# cluster's workers, the shared arrays shipped once to each) is the caller's choice
+RunBlocks = Callable[[Callable, Sequence[np.ndarray], list[tuple]], list]
+
+
+def run_here(fn: Callable, shared: Sequence[np.ndarray], blocks: list[tuple]) -> list:
+    return [fn(*shared, *block) for block in blocks]
+
+
+def exact_block(q: np.ndarray, c: np.ndarray, rows: np.ndarray, depth: int, same_group: bool):
+    """One block of query rows against every candidate (what a worker computes)."""
+    return exact_lists(q[rows], c, depth, self_pos=rows if same_group else None)
+
+
+def _exact_rows(q, c, rows, depth, same_group, config, run_blocks: RunBlocks | None):
+    """``exact_lists`` of query ``rows``: here (all rows of a group: the symmetric half-cost
+    join), or in blocks of ``config.block_size`` rows through ``run_blocks``."""
+    if run_blocks is None:
+        if same_group and len(rows) == q.shape[0]:
+            return exact_lists(q, c, depth, symmetric=True, block_size=config.block_size)
+        return exact_lists(q[rows], c, depth, self_pos=rows if same_group else None, block_size=config.block_size)
+    step = config.block_size
+    blocks = [(rows[s : s + step], depth, same_group) for s in range(0, len(rows), step)]
+    parts = run_blocks(exact_block, (q, c), blocks)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class TopKBasis:
+    """What a run's lists were computed on: equal bases make the previous lists reusable."""
+
+    encoder_key: str
+    k: int
+    depth: int
+    colour_weight: float
+    model_uri: str | None = None
+    model_version: str | None = None
+
+    def of(self, table: str) -> dict[str, Any]:
+        """The part of the basis ``table`` depends on (similar items do not use the model)."""
+        out: dict[str, Any] = {"encoder_key": self.encoder_key, "k": self.k, "depth": self.depth}
+        if table == S.SIMILAR_TABLE:
+            out["colour_weight"] = self.colour_weight
+        else:
+            out["model_uri"], out["model_version"] = self.model_uri, self.model_version
+        return out
+
+
+@dataclass(frozen=True)
+class PreviousTopK:
+    """The previous published run's items, lists and bases."""
+
+    run_id: str
+    basis: dict[str, dict[str, Any]]  # per table, TopKBasis.of(table) as its manifest recorded it
+    items: pl.DataFrame  # ITEM_ID, GROUP, IMAGE_SHA256
+    lists: dict[str, pl.DataFrame]  # per table, TOPK_STATE_SCHEMA
+
+
+@dataclass(frozen=True)
+class TopKResult:
+    table: pa.Table  # the published table
+    state: pa.Table  # the deep lists (TOPK_STATE_SCHEMA), kept beside the run
+    report: dict[str, Any] = field(default_factory=dict)  # mode, reason, basis, rows, seconds
+
+
+def load_previous_topk(data: DataDir) -> PreviousTopK | None:
+    """The lists of the run CURRENT names (None when there is none, or it kept none)."""
+    run_id = publish.current_run(data, remote=False)
+    if run_id is None:
+        return None
+    try:
+        manifest = publish.read_manifest(data, run_id)
+        items = publish.read_table(data, S.ITEMS_TABLE, run_id).select(S.ITEM_ID, S.GROUP, S.IMAGE_SHA256)
+    except (FileNotFoundError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        log.warning("cannot read the previous run %s (%s): the top-K tables are computed in full", run_id, exc)
+        return None
+    basis = {name: rec.get("basis") for name, rec in (manifest.get("topk") or {}).items() if isinstance(rec, dict)}
+    lists = {}
+    for name in (S.SIMILAR_TABLE, S.COMPATIBLE_TABLE):
+        path = data.topk_state(run_id, name)
+        if path.exists():
+            try:
+                lists[name] = pl.from_arrow(pq.read_table(path).cast(S.TOPK_STATE_SCHEMA))
+            except Exception as exc:  # damaged: that table is computed in full
+                log.warning("ignoring the unreadable top-K lists %s (%s)", path, exc)
+    return PreviousTopK(run_id, basis, items, lists)
+
+
+def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) -> None:
+    path = data.topk_state(run_id, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(state, tmp)
+    tmp.replace(path)
+
+
+def _why_full(table: str, basis: TopKBasis, previous: PreviousTopK | None) -> str | None:
+    """Why ``table`` cannot be updated from ``previous`` (None: it can)."""
+    if previous is None:
+        return "full: no previous run"
+    old, new = previous.basis.get(table), basis.of(table)
+    if old is None or table not in previous.lists:
+        return f"full: the previous run {previous.run_id} kept no top-K lists"
+    if old.get("model_version") != new.get("model_version") or old.get("model_uri") != new.get("model_uri"):
+        return f"full: new champion (version {old.get('model_version')} -> {new.get('model_version')})"
+    if old.get("encoder_key") != new.get("encoder_key"):
+        return f"full: other embeddings ({old.get('encoder_key')} -> {new.get('encoder_key')})"
+    changed = [f"{key} {old.get(key)} -> {value}" for key, value in new.items() if old.get(key) != value]
+    if changed:
+        return "full: other top-K settings (" + ", ".join(changed) + ")"
+    return None
+
+
+def _fresh(vectors: ItemVectors, previous: PreviousTopK | None) -> np.ndarray:
+    """Per row of ``vectors``: True for an item that is new, or whose image or group changed."""
+    if previous is None:
+        return np.ones(vectors.items.height, dtype=bool)
+    keys = [S.ITEM_ID, S.GROUP, S.IMAGE_SHA256]
+    seen = previous.items.select(keys).with_columns(pl.lit(True).alias("_seen"))
+    joined = vectors.items.select(keys).join(seen, on=keys, how="left", maintain_order="left")
+    return joined["_seen"].is_null().to_numpy()
+
+
+@dataclass
+class _Lists:
+    """One family of lists: padded candidate indices (-1) and ranking values (-inf)."""
+
+    idx: np.ndarray
+    val: np.ndarray
+    recomputed: int
+
+
+def _full(q: np.ndarray, c: np.ndarray, depth: int, same_group: bool, config: TopKConfig,
+          run_blocks: RunBlocks | None) -> _Lists:
+    idx, val = _exact_rows(q, c, np.arange(q.shape[0]), depth, same_group, config, run_blocks)
+    return _Lists(idx, val, q.shape[0])
+
+
+def _update(
+    q: np.ndarray, c: np.ndarray, q_ids: np.ndarray, c_ids: np.ndarray, q_fresh: np.ndarray, c_fresh: np.ndarray,
+    same_group: bool, depth: int, k: int, prev: pl.DataFrame, prev_candidates: int, config: TopKConfig,
+    run_blocks: RunBlocks | None,
+) -> _Lists:
+    """Update one family of lists from the previous run's (``prev``: ITEM_ID, RANK, NEIGHBOR_ID,
+    SCORE of this family); see the module's docstring for the rule."""
+    n_q, n_c = q.shape[0], c.shape[0]
+    excl = 1 if same_group else 0
+    de, ke = min(depth, n_c - excl), min(k, n_c - excl)
+    idx = np.full((n_q, max(de, 0)), -1, dtype=np.int64)
+    val = np.full((n_q, max(de, 0)), -np.inf, dtype=np.float32)
+    if de <= 0 or n_q == 0:
+        return _Lists(idx, val, 0)
+    qmap = pl.DataFrame({S.ITEM_ID: q_ids, "_q": np.arange(n_q), "_qf": q_fresh})
+    cmap = pl.DataFrame({S.NEIGHBOR_ID: c_ids, "_c": np.arange(n_c), "_cf": c_fresh})
+    prev = prev.join(qmap, on=S.ITEM_ID, how="inner").filter(~pl.col("_qf")).sort(["_q", S.RANK])
+    ends = prev.group_by("_q", maintain_order=True).agg(
+        pl.len().alias("_n"), pl.col(S.NEIGHBOR_ID).last().alias("_last_id"), pl.col(S.SCORE).last().alias("_last"))
+    clean = ends["_q"].to_numpy()
+    need = np.ones(n_q, dtype=bool)  # rows still to compute against every candidate
+    if len(clean):
+        pos = np.full(n_q, -1, dtype=np.int64)
+        pos[clean] = np.arange(len(clean))
+        kept = prev.join(cmap, on=S.NEIGHBOR_ID, how="inner").filter(~pl.col("_cf"))
+        kept = kept.with_columns(pl.int_range(pl.len()).over("_q").alias("_slot"))
+        m = len(clean)
+        kidx = np.full((m, de), -1, dtype=np.int64)
+        kval = np.full((m, de), -np.inf, dtype=np.float32)
+        r, slot = pos[kept["_q"].to_numpy()], kept["_slot"].to_numpy()
+        ok = slot < de
+        kidx[r[ok], slot[ok]] = kept["_c"].to_numpy()[ok]
+        kval[r[ok], slot[ok]] = kept[S.SCORE].to_numpy()[ok]
+        complete = ends["_n"].to_numpy() >= prev_candidates
+        last = ends["_last"].to_numpy().astype(np.float32)
+        fresh_c = np.nonzero(c_fresh)[0]
+        if len(fresh_c):
+            # only rows that a new candidate may enter: its float32 score, plus float32's error
+            # bound, reaches the old list's last entry (or the list had room, or knew everything)
+            enter = np.nonzero(_may_enter(q[clean], c[fresh_c], last, complete | (kidx[:, -1] < 0),
+                                          config.block_size))[0]
+            fidx, fval = exact_lists(q[clean[enter]], c[fresh_c], de, block_size=config.block_size)
+            width = fidx.shape[1]
+            kidx = np.concatenate([kidx, np.full((m, width), -1, np.int64)], axis=1)
+            kval = np.concatenate([kval, np.full((m, width), -np.inf, np.float32)], axis=1)
+            kidx[enter, de:], kval[enter, de:] = fresh_c[fidx], fval
+        order = np.lexsort((np.where(kidx < 0, n_c, kidx), -kval), axis=1)[:, :de]
+        kidx, kval = np.take_along_axis(kidx, order, 1), np.take_along_axis(kval, order, 1)
+        # what ranks above the old list's last entry is exact; a complete old list had no unknowns
+        bound = np.searchsorted(c_ids, np.asarray(ends["_last_id"].to_list(), dtype=str), side="right")
+        above = (kval > last[:, None]) | ((kval == last[:, None]) & (kidx < bound[:, None]))
+        valid = (kidx >= 0) & (above | complete[:, None])
+        length = valid.sum(axis=1)
+        good = length >= ke
+        kidx[~valid], kval[~valid] = -1, -np.inf
+        idx[clean[good]], val[clean[good]] = kidx[good], kval[good]
+        need[clean[good]] = False
+    rows = np.nonzero(need)[0]
+    if len(rows):
+        ridx, rval = _exact_rows(q, c, rows, de, same_group, config, run_blocks)
+        idx[rows], val[rows] = ridx, rval
+    return _Lists(idx, val, int(len(rows)))
+
+
+def _may_enter(q: np.ndarray, c: np.ndarray, last: np.ndarray, room: np.ndarray, block: int) -> np.ndarray:
+    """Per query row: may any candidate of ``c`` rank at or above ``last`` (by float32 scores,
+    allowing float32's error bound on a dot product)? Rows with ``room`` always may."""
+    err = (q.shape[1] + 3) * 2.0**-24 * 1.01 * np.linalg.norm(q, axis=1) * float(np.linalg.norm(c, axis=1).max())
+    best = np.empty(q.shape[0], dtype=np.float32)
+    c32 = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+    with torch.inference_mode():
+        for s in range(0, q.shape[0], block):
+            q32 = torch.from_numpy(np.ascontiguousarray(q[s : s + block], dtype=np.float32))
+            best[s : s + block] = torch.matmul(q32, c32.T).max(dim=1).values.numpy()
+    return room | (best + err + 2.0**-22 >= last)
+
+
+def _state(ids: np.ndarray, group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
+           lists: _Lists) -> pa.Table:
+    have = lists.idx >= 0
+    r, slot = np.nonzero(have)
+    n = len(r)
+    return pa.table({
+        S.ITEM_ID: ids[rows[r]],
+        S.GROUP: [group] * n,
+        S.NEIGHBOR_CATEGORY: [other] * n,
+        S.RANK: (slot + 1).astype(np.int32),
+        S.NEIGHBOR_ID: ids[cand_rows[lists.idx[r, slot]]],
+        S.SCORE: lists.val[r, slot],
+    }, schema=S.TOPK_STATE_SCHEMA)
+
+
+def _family_prev(previous: PreviousTopK | None, table: str, group: str, other: str) -> pl.DataFrame | None:
+    if previous is None or table not in previous.lists:
+        return None
+    return previous.lists[table].filter((pl.col(S.GROUP) == group) & (pl.col(S.NEIGHBOR_CATEGORY) == other))
+
+
+def _prev_candidates(previous: PreviousTopK, group: str) -> int:
+    return previous.items.filter(pl.col(S.GROUP) == group).height
+
+
+def _lists(q, c, ids, rows, cand_rows, fresh, same_group, config, previous, table, group, other, incremental,
+           run_blocks):
+    """One family's lists: updated from the previous run's when ``incremental``, else in full."""
+    prev = _family_prev(previous, table, group, other) if incremental else None
+    if prev is None:
+        return _full(q, c, config.depth, same_group, config, run_blocks)
+    return _update(q, c, ids[rows].astype(str), ids[cand_rows].astype(str), fresh[rows], fresh[cand_rows],
+                   same_group, config.depth, config.k, prev,
+                   _prev_candidates(previous, other) - (1 if same_group else 0), config, run_blocks)
+
+
+def _report(mode_reason: str | None, basis: dict, rows: int, recomputed: int, seconds: float) -> dict[str, Any]:
+    mode = INCREMENTAL if mode_reason is None else FULL
+    return {"mode": mode, "reason": mode_reason or "incremental: same basis as the previous run",
+            "basis": basis, "lists": rows, "lists_recomputed": recomputed, "seconds": round(seconds, 3)}
+
+
+def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basis: TopKBasis | None = None,
+                   previous: PreviousTopK | None = None, run_blocks: RunBlocks | None = None) -> TopKResult:
+    """The similar-items table (every item's K most similar items of its own group, by
+    ``similarity_vectors``), updated from ``previous`` where its basis allows. ``run_blocks``:
+    where the blocks of query rows computed against every candidate run (None: here)."""
+    start = time.perf_counter()
+    basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
+    why = _why_full(S.SIMILAR_TABLE, basis, previous)
+    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
+    fresh = _fresh(vectors, previous)
+    x = similarity_vectors(vectors, config.colour_weight)
+    frames, states, total, recomputed = [], [], 0, 0
+    for group, rows in vectors.group_rows().items():
+        xg = np.ascontiguousarray(x[rows])
+        lists = _lists(xg, xg, ids, rows, rows, fresh, True, config, previous, S.SIMILAR_TABLE, group, group,
+                       why is None, run_blocks)
+        ke = min(config.k, len(rows) - 1)
+        frames.append(topk_table(ids, group, rows, rows, lists.idx[:, :ke], lists.val[:, :ke]))
+        states.append(_state(ids, group, group, rows, rows, lists))
+        total, recomputed = total + len(rows), recomputed + lists.recomputed
+        log.info("similar items: %s, %d items x %d (%d lists computed in full)", group, len(rows), ke,
+                 lists.recomputed)
+    table = sorted_table(pa.concat_tables(frames) if frames else S.SIMILAR_SCHEMA.empty_table())
+    state = pa.concat_tables(states) if states else S.TOPK_STATE_SCHEMA.empty_table()
+    return TopKResult(table, state, _report(why, basis.of(S.SIMILAR_TABLE), total, recomputed,
+                                            time.perf_counter() - start))
+
+
+def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConfig = TopKConfig(),
+                      basis: TopKBasis | None = None, previous: PreviousTopK | None = None,
+                      run_blocks: RunBlocks | None = None) -> TopKResult:
+    """The compatible-items table (for every item and each other group, the K items the model
+    scores highest as its partner, an exact top-K in the model's pair space), updated from
+    ``previous`` where its basis allows. A kind whose pair space scores blocks with its own
+    scorer (the MLP's decomposed scorer) or adds a sparse prior (the outfit model's
+    co-occurrence counts) is computed in full, without deep lists."""
+    start = time.perf_counter()
+    basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
+    why = _why_full(S.COMPATIBLE_TABLE, basis, previous)
+    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
+    fresh = _fresh(vectors, previous)
+    spaces = model.pair_spaces(vectors)
+    groups = vectors.group_rows()
+    frames, states, total, recomputed = [], [], 0, 0
+    for group, rows in groups.items():
+        for other, cand_rows in groups.items():
+            if other == group:
+                continue
+            space = spaces(group, rows, other, cand_rows)
+            ke = min(config.k, len(cand_rows))
+            if space.score_block is not None or space.bonus is not None:  # full, no deep lists
+                why = (f"full: the {type(model).__name__} scores pairs with its own block scorer"
+                       if space.score_block is not None else
+                       f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
+                idx, raw = blocked_topk(space.queries, space.candidates, config.k, config.block_size,
+                                        score_block=space.score_block, bonus=space.bonus)
+                frames.append(topk_table(ids, group, rows, cand_rows, idx, space.to_score(raw), other))
+                total, recomputed = total + len(rows), recomputed + len(rows)
+                continue
+            q = np.ascontiguousarray(space.queries.numpy())
+            c = np.ascontiguousarray(space.candidates.numpy())
+            lists = _lists(q, c, ids, rows, cand_rows, fresh, False, config, previous, S.COMPATIBLE_TABLE,
+                           group, other, why is None, run_blocks)
+            frames.append(topk_table(ids, group, rows, cand_rows, lists.idx[:, :ke],
+                                     space.to_score(lists.val[:, :ke]), other))
+            states.append(_state(ids, group, other, rows, cand_rows, lists))
+            total, recomputed = total + len(rows), recomputed + lists.recomputed
+        log.info("compatible items: %s, %d items", group, len(rows))
+    table = sorted_table(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
+    state = pa.concat_tables(states) if states else S.TOPK_STATE_SCHEMA.empty_table()
+    return TopKResult(table, state, _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed,
+                                            time.perf_counter() - start))
+
+
+def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:
+    """The similar-items table, computed in full."""
+    return similar_tables(vectors, config).table
+
+
+def compatible_topk(vectors: ItemVectors, model: CompatModel, config: TopKConfig = TopKConfig()) -> pa.Table:
+    """The compatible-items table, computed in full."""
+    return compatible_tables(vectors, model, config).table

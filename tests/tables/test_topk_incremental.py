@@ -1,0 +1,176 @@
+"""The incremental top-K equals a full recompute, row for row and score for score: adds,
+removals, changed photos, a removal of an item in many lists, exact ties; similar and compatible
+(type-aware) tables; and the rules that force a full computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from fashionrec.compat.info import ModelInfo
+from fashionrec.compat.type_aware import TypeAwareNet
+from fashionrec.core import schemas as S
+from fashionrec.core.config import TopKConfig
+from fashionrec.tables.neighbors import det_scores, exact_lists
+from fashionrec.tables.topk import PreviousTopK, TopKBasis, compatible_tables, similar_tables
+from fashionrec.vectors import ItemVectors
+
+GROUPS = ("tops", "bottoms", "shoes", "bags")
+KEY = "test-encoder-v2"
+DIM = 24
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+class Catalogue:
+    """Items with vectors and colours, edited like a shop's catalogue between two nights."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.rows: dict[str, tuple[str, str, np.ndarray, np.ndarray]] = {}
+        self.counter = 0
+        for _ in range(n):
+            self.add()
+
+    def add(self, group: str | None = None, vector: np.ndarray | None = None) -> str:
+        item = f"i{self.counter:05d}"
+        self.counter += 1
+        self.rows[item] = self._draw(group, vector)
+        return item
+
+    def _draw(self, group=None, vector=None):
+        group = group or GROUPS[self.rng.integers(0, len(GROUPS))]
+        v = vector if vector is not None else _unit(self.rng.standard_normal((1, DIM)))[0]
+        colour = _unit(self.rng.random((1, 8)))[0]
+        return group, f"sha-{self.rng.integers(1 << 62):x}", v, colour
+
+    def change(self, item: str) -> None:
+        group = self.rows[item][0]
+        self.rows[item] = self._draw(group)
+
+    def vectors(self) -> ItemVectors:
+        ids = sorted(self.rows)
+        g, sha, v, c = zip(*(self.rows[i] for i in ids))
+        items = pl.DataFrame({S.ITEM_ID: ids, S.GROUP: list(g), S.IMAGE_SHA256: list(sha)})
+        return ItemVectors(items, np.stack(v), KEY, np.stack(c))
+
+
+def _model(seed: int = 0) -> TypeAwareNet:
+    torch.manual_seed(seed)
+    info = ModelInfo("type_aware", "resnet50_random", KEY, DIM, GROUPS, {"space_dim": 16})
+    model = TypeAwareNet(info).eval()
+    with torch.no_grad():
+        model.proj.add_(0.5 * torch.randn_like(model.proj))
+    return model
+
+
+def _previous(vectors: ItemVectors, similar, compatible, run_id: str = "r0") -> PreviousTopK:
+    return PreviousTopK(
+        run_id,
+        {S.SIMILAR_TABLE: similar.report["basis"], S.COMPATIBLE_TABLE: compatible.report["basis"]},
+        vectors.items.select(S.ITEM_ID, S.GROUP, S.IMAGE_SHA256),
+        {S.SIMILAR_TABLE: pl.from_arrow(similar.state), S.COMPATIBLE_TABLE: pl.from_arrow(compatible.state)},
+    )
+
+
+def _both(vectors, model, config, previous=None):
+    basis = TopKBasis(KEY, config.k, config.depth, config.colour_weight, "models:/m@champion", "1")
+    return (similar_tables(vectors, config, basis, previous),
+            compatible_tables(vectors, model, config, basis, previous))
+
+
+def _assert_equal(a, b):
+    for x, y in zip(a, b):
+        assert pl.from_arrow(x.table).equals(pl.from_arrow(y.table))
+
+
+def test_exact_lists_equal_a_stable_sort_of_pairwise_scores_with_ties():
+    rng = np.random.default_rng(3)
+    base = _unit(rng.standard_normal((30, DIM)))
+    x = base[rng.integers(0, 30, 200)]  # many exact duplicates: ties everywhere, across the cut
+    for depth in (1, 5, 12):
+        idx, val = exact_lists(x, x, depth, symmetric=True, block_size=33)
+        full = det_scores(x, x, np.arange(200), np.tile(np.arange(200), (200, 1)))
+        np.fill_diagonal(full, -np.inf)
+        order = np.argsort(-full, axis=1, kind="stable")[:, :depth]
+        np.testing.assert_array_equal(idx, order)
+        np.testing.assert_array_equal(val, np.take_along_axis(full, order, 1))
+        q = rng.integers(0, 200, 40)
+        idx2, val2 = exact_lists(x[q], x, depth, self_pos=q, block_size=7)
+        np.testing.assert_array_equal(idx2, idx[q])
+        np.testing.assert_array_equal(val2, val[q])
+
+
+def test_det_scores_do_not_depend_on_the_batch():
+    rng = np.random.default_rng(5)
+    q, c = _unit(rng.standard_normal((50, 300))), _unit(rng.standard_normal((80, 300)))
+    idx = rng.integers(0, 80, (50, 9))
+    all_at_once = det_scores(q, c, np.arange(50), idx)
+    one_by_one = np.stack([det_scores(q[r : r + 1], c, np.array([0]), idx[r : r + 1])[0] for r in range(50)])
+    np.testing.assert_array_equal(all_at_once, one_by_one)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed):
+    config = TopKConfig(k=5, depth_margin=3, block_size=64)
+    model = _model(seed)
+    cat = Catalogue(400, seed)
+    # ties: several items of one group share one vector exactly
+    twin = cat.rows["i00003"]
+    for _ in range(4):
+        cat.add(twin[0], twin[2])
+    # a hub: close to every tops item, so it sits in many lists
+    tops = np.stack([v for g, _, v, _ in cat.rows.values() if g == "tops"])
+    hub = cat.add("tops", _unit(tops.mean(0, keepdims=True))[0])
+    first = _both(cat.vectors(), model, config)
+    previous = _previous(cat.vectors(), *first)
+    hub_lists = pl.from_arrow(first[0].state).filter(pl.col(S.NEIGHBOR_ID) == hub).height
+    assert hub_lists > config.depth, "the hub is in many lists"
+
+    # the night's change: 2% new (one a twin of an old item: a new tie), 2% removed (the hub and
+    # a twin among them), a few changed photos
+    ids = sorted(cat.rows)
+    for item in [hub, "i00003", *cat.rng.choice(ids[10:], 6, replace=False)]:
+        cat.rows.pop(item, None)
+    for item in cat.rng.choice(sorted(cat.rows), 4, replace=False):
+        cat.change(item)
+    for _ in range(7):
+        cat.add()
+    cat.add(twin[0], twin[2])
+    now = cat.vectors()
+
+    incremental = _both(now, model, config, previous)
+    full = _both(now, model, config)
+    for r in incremental:
+        assert r.report["mode"] == "incremental", r.report
+        assert r.report["lists_recomputed"] < r.report["lists"] / 2, r.report
+    for r in full:
+        assert r.report["mode"] == "full" and r.report["reason"] == "full: no previous run"
+    _assert_equal(incremental, full)
+
+    # a second night, from the updated (possibly shallower) lists
+    previous2 = _previous(now, *incremental, run_id="r1")
+    for item in cat.rng.choice(sorted(cat.rows), 9, replace=False):
+        cat.rows.pop(item)
+    for _ in range(3):
+        cat.add()
+    later = cat.vectors()
+    _assert_equal(_both(later, model, config, previous2), _both(later, model, config))
+
+
+def test_another_basis_computes_in_full_and_says_why():
+    config = TopKConfig(k=4, depth_margin=2)
+    cat = Catalogue(120, 2)
+    model = _model()
+    previous = _previous(cat.vectors(), *_both(cat.vectors(), model, config))
+    other = TopKBasis(KEY, 4, config.depth, config.colour_weight, "models:/m@champion", "2")
+    r = compatible_tables(cat.vectors(), model, config, other, previous)
+    assert r.report["mode"] == "full" and r.report["reason"] == "full: new champion (version 1 -> 2)"
+    assert similar_tables(cat.vectors(), config, other, previous).report["mode"] == "incremental"
+    k6 = TopKConfig(k=6, depth_margin=2)
+    r = similar_tables(cat.vectors(), k6, TopKBasis(KEY, 6, k6.depth, k6.colour_weight), previous)
+    assert r.report["mode"] == "full" and r.report["reason"].startswith("full: other top-K settings (k 4 -> 6")
