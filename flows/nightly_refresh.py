@@ -42,6 +42,8 @@ def nightly_refresh(
     backbone: str | None = None,
     k: int = TopKConfig.k,
     colour_weight: float = TopKConfig.colour_weight,
+    title_weights: str = str(TopKConfig.title_weights),
+    fine_first: bool = TopKConfig.fine_first,
     split: str = "nondisjoint",
     shard_size: int = EmbedConfig.shard_size,
     keep_runs: int = PublishConfig.keep_runs,
@@ -53,7 +55,7 @@ def nightly_refresh(
     the champion model (``backbone``: the champion's unless given; it must match it)."""
     logger = get_run_logger()
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
-    topk = TopKConfig(k=k, colour_weight=colour_weight)
+    topk = TopKConfig(k=k, colour_weight=colour_weight, title_weights=title_weights, fine_first=fine_first)
     publishing = PublishConfig(keep_runs, retire_grace_s, max_reject_share, lock_timeout_s)
     clock = Stopwatch()
     with DataDirLock(data, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):
