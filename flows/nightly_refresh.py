@@ -1,5 +1,5 @@
 """nightly-refresh: catalogue -> filter -> champion model -> embed (reusing the store) ->
-similar and compatible tables -> validate and write the run -> publish atomically.
+titles' text vectors (reusing theirs) -> similar and compatible tables -> validate and write the run -> publish atomically.
 
 This flow is the one definition of the refresh: the CLI, the deployments and the crash, kill and
 incremental tests all run it. The whole run holds the data dir's writer lock."""
@@ -22,6 +22,7 @@ from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
 from flows.embedding import embed_items
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
+from tasks.embedding import embed_titles
 from tasks.storage import pull
 from tasks.tables import (
     build_rejects,
@@ -75,7 +76,10 @@ def nightly_refresh(
         record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
         clock.lap("embed")
 
-        similar = similar_topk(embedded.vectors, topk)
+        titles = embed_titles(embedded.vectors, data)  # product names: text vectors (none: unchanged)
+        clock.lap("text")
+
+        similar = similar_topk(titles.vectors, topk)
         compatible = compatible_topk(embedded.vectors, champion.model, topk)
         clock.lap("topk")
 
@@ -91,6 +95,7 @@ def nightly_refresh(
         publish_run(data, run_id, publishing)
         clock.lap("publish")
     result["seconds"] = dict(clock.seconds)  # with the write and publish stages
+    result["text"] = titles.to_dict()
     publish_refresh_artifacts(result, data)
     logger.info(
         "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "

@@ -131,6 +131,32 @@ class TopKConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """The text model of product names (fashionrec.embedding.text): fitted on the catalogue's own
+    titles, nothing downloaded."""
+
+    tfidf_dim: int = 256  # TF-IDF of word 1-2 grams and char_wb 3-5 grams, reduced by SVD to this size
+    min_df: int = 2  # n-grams in fewer titles are left out of the TF-IDF
+    # colour words: the title words whose presence best predicts the photo's own colour
+    # descriptor (centred per group) in a ridge regression; no colour label is used
+    colour_words: int = 24  # words kept (by the norm of their ridge coefficients)
+    colour_min_df: int = 3  # words in fewer titles cannot become colour words
+    ridge_alpha: float = 1.0
+    # refit when more than this share of the catalogue's distinct titles is not in the current
+    # model's store (each refit re-embeds every title: new words enter the vocabulary)
+    refit_share: float = 0.2
+    seed: int = 0  # the SVD's random start
+
+    def __post_init__(self) -> None:
+        check_range(self, "tfidf_dim", 1)
+        check_range(self, "min_df", 1)
+        check_range(self, "colour_words", 1)
+        check_range(self, "colour_min_df", 1)
+        check_range(self, "ridge_alpha", 0.0, low_open=True)
+        check_range(self, "refit_share", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class PublishConfig:
     keep_runs: int = 3  # published runs kept under tables/; older ones deleted after the swap
     retire_grace_s: float = 600.0  # a replaced run is deleted no sooner than this after the swap (readers on it)
