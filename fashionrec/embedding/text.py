@@ -20,9 +20,10 @@ new to it (new words enter the vocabulary); a refit re-embeds every title (secon
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +57,7 @@ class TextModel:
     char_idf: np.ndarray
     svd: np.ndarray  # (tfidf_dim, n_word + n_char) components
     colour_words: np.ndarray  # str: the colour words, in the colour_words vector's order
+    config: str = ""  # the TextConfig it was fitted with (JSON): another config refits
 
     @property
     def tfidf_dim(self) -> int:
@@ -79,7 +81,8 @@ class TextModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".model.{self.model_id}.tmp.npz")
         np.savez(tmp, word_vocab=self.word_vocab, word_idf=self.word_idf, char_vocab=self.char_vocab,
-                 char_idf=self.char_idf, svd=self.svd, colour_words=self.colour_words)
+                 char_idf=self.char_idf, svd=self.svd, colour_words=self.colour_words,
+                 config=np.array(self.config))
         tmp.replace(path)
         tmp_current = data.text_current.with_suffix(".tmp")
         tmp_current.write_text(self.model_id + "\n")
@@ -89,7 +92,7 @@ class TextModel:
     def load(cls, data: DataDir, model_id: str) -> "TextModel":
         with np.load(data.text_model(model_id), allow_pickle=False) as z:
             return cls(model_id, z["word_vocab"], z["word_idf"], z["char_vocab"], z["char_idf"], z["svd"],
-                       z["colour_words"])
+                       z["colour_words"], str(z["config"]) if "config" in z.files else "")
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -164,15 +167,20 @@ def fit_text_model(titles: list[str], colours: np.ndarray | None, groups: list[s
             pass
     if len(colour_words) == 0:
         colour_words = np.array(["\u0000"], dtype=str)  # a word no title has: zero vectors
-    digest = hashlib.sha256()
+    settings = _config_json(config)
+    digest = hashlib.sha256(settings.encode())
     for part in (wv, cv, colour_words):
         digest.update("\n".join(part.tolist()).encode())
     digest.update(components.tobytes())
-    model = TextModel(digest.hexdigest()[:16], wv, wi, cv, ci, components, colour_words)
+    model = TextModel(digest.hexdigest()[:16], wv, wi, cv, ci, components, colour_words, settings)
     log.info("text model %s fitted on %d distinct titles: %d word and %d character n-grams -> %d-d; "
              "colour words %s", model.model_id, len(distinct), len(wv), len(cv), model.tfidf_dim,
              ", ".join(colour_words[:20].tolist()))
     return model
+
+
+def _config_json(config: TextConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True)
 
 
 def current_text_model(data: DataDir) -> TextModel | None:
@@ -219,6 +227,9 @@ def embed_titles(vectors: ItemVectors, data: DataDir, config: TextConfig = TextC
     shas = [title_sha256(t) if t is not None else None for t in titles]
     distinct = sorted({s for s in shas if s is not None})
     model = current_text_model(data)
+    if model is not None and model.config != _config_json(config):
+        log.info("text model %s was fitted with other settings (%s): refitting", model.model_id, model.config)
+        model = None
     refit = model is None
     stored = None
     if model is not None:

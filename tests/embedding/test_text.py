@@ -92,6 +92,8 @@ def test_an_unchanged_title_is_not_embedded_again_and_a_changed_one_is(tmp_path)
     assert (third.model_id, third.refitted, third.embedded) == (first.model_id, False, 1)
     assert not np.allclose(third.vectors.tfidf[0], first.vectors.tfidf[0])
     np.testing.assert_array_equal(third.vectors.tfidf[1:], first.vectors.tfidf[1:])
+    other = embed_titles(changed, data, TextConfig(colour_words=5))  # other settings: a new model
+    assert other.refitted and other.model_id != first.model_id
     assert title_sha256(titles[0]) in set(
         pl.read_parquet(data.text_store(first.model_id) / "*.parquet")[S.TITLE_SHA256].to_list())
 
