@@ -63,7 +63,7 @@ def _runner_config(args: argparse.Namespace):
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    TopKConfig(k=args.k, colour_weight=args.colour_weight)  # bad values: one line, before any flow
+    TopKConfig(k=args.k, colour_weight=args.colour_weight, title_weights=args.title_weights)  # bad values: one line
     PublishConfig(max_reject_share=args.max_reject_share, lock_timeout_s=args.lock_timeout)
     from flows.nightly_refresh import nightly_refresh
     from flows.runners import with_runner
@@ -71,7 +71,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     backbone = args.backbone  # None: the champion's (the flow loads it once)
     manifest = with_runner(nightly_refresh, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k,
-        colour_weight=args.colour_weight, split=args.split, max_reject_share=args.max_reject_share,
+        colour_weight=args.colour_weight, title_weights=args.title_weights, fine_first=args.fine_first,
+        split=args.split, max_reject_share=args.max_reject_share,
         lock_timeout_s=args.lock_timeout, rehash=args.rehash,
     )
     print(json.dumps(manifest, indent=2) if args.json else
@@ -223,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--colour-weight", type=float, default=TopKConfig.colour_weight,
                    help="share of the colour match in the similar items' score, 0 = the CNN alone "
                    "(default: %(default)s)")
+    r.add_argument("--title-weights", default=str(TopKConfig.title_weights),
+                   help="shares CNN,COLOUR,TFIDF,COLOUR_WORDS of the similar items' score when the "
+                   "catalogue has titles (default: %(default)s)")
+    r.add_argument("--no-fine-first", dest="fine_first", action="store_false", default=TopKConfig.fine_first,
+                   help="rank similar items by score alone, not the item's own fine category first")
     r.add_argument("--max-reject-share", type=float, default=PublishConfig.max_reject_share,
                    help="fail without publishing when more than this share of items is rejected (default: %(default)s)")
     r.add_argument("--lock-timeout", type=float, default=PublishConfig.lock_timeout_s,

@@ -48,6 +48,7 @@ from fashionrec.catalog.polyvore import read_categories  # noqa: E402
 from fashionrec.compat.config import TrainConfig, TripletConfig  # noqa: E402
 from fashionrec.compat.evaluation import evaluate_split  # noqa: E402
 from fashionrec.compat.kinds import fit_compat  # noqa: E402
+from fashionrec.compat.kinds import kind as kind_entry  # noqa: E402
 from fashionrec.compat.metrics import EvalResult, evaluate_compatibility  # noqa: E402
 from fashionrec.compat.triplets import build_triplets  # noqa: E402
 from fashionrec.compat.type_aware import TypeAwareConfig  # noqa: E402
@@ -68,7 +69,9 @@ SETTINGS: dict[str, tuple[str, TrainConfig]] = {
     "ta30": ("type_aware", TrainConfig(epochs=30, lr=1e-3, batch_size=128)),
     "mlp30": ("mlp", TrainConfig(epochs=30, lr=1e-3, batch_size=256)),  # the demo's settings
     "ta60": ("type_aware", TrainConfig(epochs=60, lr=1e-3, batch_size=128)),
-    "mlp_design": ("mlp", TrainConfig()),  # the design's: 10 epochs, lr 1e-4, batches of 1024
+    "mlp_design": ("mlp", TrainConfig(epochs=10, lr=1e-4, batch_size=1024)),  # the design's preset
+    "ta10": ("type_aware", TrainConfig()),  # type-aware's own defaults
+    "outfit": ("outfit", TrainConfig()),  # the default kind with its own defaults
     "mlp60": ("mlp", TrainConfig(epochs=60, lr=1e-3, batch_size=256)),
     "mlp30_lr3e-3": ("mlp", TrainConfig(epochs=30, lr=3e-3, batch_size=256)),
 }
@@ -264,12 +267,18 @@ def build_sample(work: Path, items: int = 1000, seed: int = 0):
 
 
 # --- the comparison ---------------------------------------------------------------------------
-def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, settings: list[str]) -> dict:
+def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, settings: list[str],
+            outfits: pl.DataFrame | None = None) -> dict:
     """Train every setting; pick each kind's best on valid (AUC + FITB); report test."""
+    from fashionrec.compat.outfit import OutfitConfig
+
     rows = []
     for key in settings:
         kind, cfg = SETTINGS[key]
-        fit = fit_compat(vectors, triplets, cfg, BACKBONE, DEFAULT_GROUPS, kind)
+        # stand-in vectors carry no colour descriptor: the outfit model then reads the CNN vector only
+        own = OutfitConfig(colour_weight=0.0 if vectors.colours is None else 1.0) if kind == "outfit" else None
+        fit = fit_compat(vectors, triplets, cfg, BACKBONE, DEFAULT_GROUPS, kind, own, outfits=outfits)
+        cfg = cfg.resolved(own or kind_entry(kind).config())  # the settings it trained with, for the row
         valid, test = evaluate(fit.model, "valid"), evaluate(fit.model, "test")
         losses = fit.epoch_losses
         row = {
@@ -287,7 +296,7 @@ def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, s
               f"test AUC {test.compat_auc:.3f} FITB {test.fitb_accuracy:.3f}  ({fit.seconds:.0f}s)",
               flush=True)
     best = {}
-    for kind in ("mlp", "type_aware"):
+    for kind in ("mlp", "type_aware", "outfit"):
         cands = [r for r in rows if r["kind"] == kind]
         if not cands:
             continue
@@ -323,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             stats["triplets"] = triplets.height
             print(f"polyvore-structure: {stats}", flush=True)
             results["structure"] = stats | compare(
-                "polyvore-structure", vectors, triplets, lambda m, s: questions[s].evaluate(m, vectors), settings)
+                "polyvore-structure", vectors, triplets, lambda m, s: questions[s].evaluate(m, vectors), settings,
+                outfits=train)
 
     if args.only in (None, "sample"):
         cat, items, vectors = build_sample(args.work, args.sample_items)
@@ -332,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                  "outfits": {k: v[S.SET_ID].n_unique() for k, v in cat.outfits.items()}}
         print(f"sample: {stats}", flush=True)
         results["sample"] = stats | compare(
-            "sample", vectors, triplets, lambda m, s: evaluate_split(m, vectors, cat, s), settings)
+            "sample", vectors, triplets, lambda m, s: evaluate_split(m, vectors, cat, s), settings,
+            outfits=cat.outfits["train"])
 
     print("\nbest setting per kind (chosen on valid), test split:")
     print(f"  {'catalogue':<20}{'model':<12}{'settings':<26}{'AUC':>7}{'FITB':>7}")

@@ -49,6 +49,7 @@ def synthetic_run(data: Path, n_items: int, k: int, row_group_size: int, seed: i
             S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), n_items),
             S.NEIGHBOR_ID: ids[neighbors],
             S.SCORE: scores,
+            S.SAME_CATEGORY: np.ones(n_items * k, bool),
         },
         schema=S.SIMILAR_SCHEMA,
     )

@@ -6,6 +6,7 @@
 # evaluate-similar`, on each half of the items (settings were tuned on half a; report half b).
 #
 #   benchmarks/retrieval_quality.sh [WORKDIR] [extra refresh args, e.g. --colour-weight 0]
+#   SHOP_TOML=benchmarks/dev_shop_titles.toml benchmarks/retrieval_quality.sh   # articleType + titles
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLE="${FASHIONREC_SHOP_SAMPLE:-../shared/data/fashion-product-images-dev}"
@@ -15,7 +16,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 PYTHONPATH="$PWD"
 [ -f "$SAMPLE/styles.csv" ] || { echo "no shop sample at $SAMPLE (see ../shared/data/README.md)"; exit 2; }
 mkdir -p "$WORK/shop"
 cp -r "$SAMPLE/styles.csv" "$SAMPLE/images" "$WORK/shop/"
-cp benchmarks/dev_shop.toml "$WORK/shop/shop.toml"
+cp "${SHOP_TOML:-benchmarks/dev_shop.toml}" "$WORK/shop/shop.toml"
 # a shop has no outfits: the compatible table needs a champion trained elsewhere (the sample)
 "$PY" -m fashionrec.cli sample-catalog "$WORK/sample" --items 400 >/dev/null
 "$PY" -m fashionrec.cli train --catalog "$WORK/sample" --backbone efficientnet_lite0 --epochs 5 --data "$WORK/data" >/dev/null

@@ -22,6 +22,10 @@ class ItemVectors:
     vectors: np.ndarray  # (len(items), dim) float32, L2-normalised
     encoder_key: str
     colours: np.ndarray | None = None  # (len(items), COLOUR_DIM) colour descriptors, where stored
+    # the titles' text vectors (fashionrec.embedding.text), where the catalogue has titles:
+    # unit norm, or zero for an item without a title (or, colour_words, without a colour word)
+    tfidf: np.ndarray | None = None
+    colour_words: np.ndarray | None = None
 
     @property
     def dim(self) -> int:

@@ -1,5 +1,5 @@
 """nightly-refresh: catalogue -> filter -> champion model -> embed (reusing the store) ->
-similar and compatible tables -> validate and write the run -> publish atomically.
+titles' text vectors (reusing theirs) -> similar and compatible tables -> validate and write the run -> publish atomically.
 
 This flow is the one definition of the refresh: the CLI, the deployments and the crash, kill and
 incremental tests all run it. The whole run holds the data dir's writer lock."""
@@ -25,6 +25,7 @@ from flows.embedding import embed_items
 from flows.runners import block_runner, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
+from tasks.embedding import embed_titles
 from tasks.storage import pull
 from tasks.tables import (
     build_rejects,
@@ -46,6 +47,8 @@ def nightly_refresh(
     backbone: str | None = None,
     k: int = TopKConfig.k,
     colour_weight: float = TopKConfig.colour_weight,
+    title_weights: str = str(TopKConfig.title_weights),
+    fine_first: bool = TopKConfig.fine_first,
     split: str = "nondisjoint",
     shard_size: int = EmbedConfig.shard_size,
     keep_runs: int = PublishConfig.keep_runs,
@@ -59,7 +62,7 @@ def nightly_refresh(
     ``rehash``: read and hash every image, not only those whose size or mtime changed."""
     logger = get_run_logger()
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
-    topk = TopKConfig(k=k, colour_weight=colour_weight)
+    topk = TopKConfig(k=k, colour_weight=colour_weight, title_weights=title_weights, fine_first=fine_first)
     publishing = PublishConfig(keep_runs, retire_grace_s, max_reject_share, lock_timeout_s)
     clock = Stopwatch()
     with DataDirLock(data, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):
@@ -79,10 +82,13 @@ def nightly_refresh(
         record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
         clock.lap("embed")
 
+        titles = embed_titles(embedded.vectors, data)  # product names: text vectors (none: unchanged)
+        clock.lap("text")
+
         previous = load_previous_topk(data)  # its lists are updated when the basis is the same
         basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
         blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
-        similar = similar_tables(embedded.vectors, topk, basis, previous, blocks)
+        similar = similar_tables(titles.vectors, topk, basis, previous, blocks, titles.model_id)
         compatible = compatible_tables(embedded.vectors, champion.model, topk, basis, previous, blocks)
         clock.lap("topk")
 
@@ -100,6 +106,7 @@ def nightly_refresh(
         publish_run(data, run_id, publishing)
         clock.lap("publish")
     result["seconds"] = dict(clock.seconds)  # with the write and publish stages
+    result["text"] = titles.to_dict()
     publish_refresh_artifacts(result, data)
     logger.info(
         "published run %s: %d items (%d new, %d removed, %d changed), %d embedded now, %d reused, "

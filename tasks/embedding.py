@@ -4,11 +4,13 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from fashionrec.embedding import plan, stage
+from fashionrec.embedding import plan, stage, text
 from fashionrec.embedding.config import EmbedConfig
 from fashionrec.embedding.plan import Shard
 from fashionrec.embedding.stage import EmbedOutcome, ShardResult
+from fashionrec.embedding.text import TextOutcome
 from fashionrec.storage.data_dir import DataDir
+from fashionrec.vectors import ItemVectors
 from tasks.retry import IO_RETRIES
 
 
@@ -47,3 +49,8 @@ def summarize_embedding(
     hashed: pl.DataFrame, shards: list[Shard], results: list[ShardResult], data: DataDir, encoder_key: str
 ) -> EmbedOutcome:
     return stage.summarize_embedding(hashed, shards, results, data, encoder_key)
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def embed_titles(vectors: ItemVectors, data: DataDir) -> TextOutcome:
+    return text.embed_titles(vectors, data)

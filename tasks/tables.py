@@ -34,8 +34,9 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
 
 @task(cache_policy=NO_CACHE)
 def similar_tables(vectors: ItemVectors, config: TopKConfig, basis: TopKBasis | None = None,
-                   previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None) -> TopKResult:
-    return topk.similar_tables(vectors, config, basis, previous, run_blocks)
+                   previous: PreviousTopK | None = None, run_blocks: topk.RunBlocks | None = None,
+                   text_model: str | None = None) -> TopKResult:
+    return topk.similar_tables(vectors, config, basis, previous, run_blocks, text_model)
 
 
 @task(cache_policy=NO_CACHE)

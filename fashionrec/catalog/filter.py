@@ -22,6 +22,8 @@ def filter_categories(catalog: Catalog) -> FilterResult:
     """
     mapping = catalog.group_mapping
     items = catalog.items
+    if S.TITLE not in items.columns:  # a catalogue without product names
+        items = items.with_columns(pl.lit(None, dtype=pl.String).alias(S.TITLE))
     raw = items[S.RAW_CATEGORY].to_list()
     semantic = items[S.SEMANTIC_CATEGORY].to_list()
     # Few distinct (raw, semantic) pairs: map those, not every row.

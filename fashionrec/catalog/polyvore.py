@@ -182,7 +182,7 @@ def read_fitb(path: Path, outfits: pl.DataFrame) -> FITBQuestions:
 
 
 def _items_table(metadata: dict, categories: dict[str, tuple[str, str]]) -> pl.DataFrame:
-    """ITEM_ID, RAW_CATEGORY, SEMANTIC_CATEGORY of every metadata entry.
+    """ITEM_ID, RAW_CATEGORY, SEMANTIC_CATEGORY, TITLE (the entry's ``title``) of every metadata entry.
 
     The fine name comes from ``categories.csv`` through ``category_id``; where the id is unknown,
     from the last of the entry's ``catgeories`` (the release's spelling). The semantic name is the
@@ -195,8 +195,9 @@ def _items_table(metadata: dict, categories: dict[str, tuple[str, str]]) -> pl.D
             S.ITEM_ID: [str(k) for k in metadata],
             "cid": [str(m.get("category_id", "")) for m in metas],
             "sem": [m.get("semantic_category") for m in metas],
+            "title": [m.get("title") if isinstance(m.get("title"), str) else None for m in metas],
         },
-        schema={S.ITEM_ID: pl.String, "cid": pl.String, "sem": pl.String},
+        schema={S.ITEM_ID: pl.String, "cid": pl.String, "sem": pl.String, "title": pl.String},
         strict=False,
     )
     table = pl.DataFrame(
@@ -220,6 +221,7 @@ def _items_table(metadata: dict, categories: dict[str, tuple[str, str]]) -> pl.D
             pl.col("sem").str.replace_all(r"\s+", " ").str.strip_chars().replace("", None),
             pl.col("table_sem").replace("", None),
         ).alias(S.SEMANTIC_CATEGORY),
+        pl.col("title").str.replace_all(r"\s+", " ").str.strip_chars().replace("", None).alias(S.TITLE),
     )
 
 

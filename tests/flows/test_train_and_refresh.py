@@ -69,13 +69,14 @@ def test_refresh_publishes_valid_tables(trained, sample_catalog):
     assert manifest["model_version"] == "1"
     similar = read_table(data_dir, S.SIMILAR_TABLE)
     compatible = read_table(data_dir, S.COMPATIBLE_TABLE)
-    assert similar.columns == ["item_id", "category", "rank", "neighbor_id", "score"]
+    assert similar.columns == ["item_id", "category", "rank", "neighbor_id", "score", "same_category"]
     assert compatible.columns == ["item_id", "category", "rank", "neighbor_id", "neighbor_category", "score"]
     n = manifest["items_published"]
     assert similar.height == 5 * n
     assert compatible.height == 3 * 5 * n
     assert (similar["item_id"] != similar["neighbor_id"]).all()
-    for table, keys in ((similar, ["item_id"]), (compatible, ["item_id", "neighbor_category"])):
+    # similar items: the item's own fine category first, scores descending within each part
+    for table, keys in ((similar, ["item_id", "same_category"]), (compatible, ["item_id", "neighbor_category"])):
         worst = table.group_by(keys).agg(pl.col("score").sort_by("rank").diff().max())["score"].max()
         assert worst <= 1e-6
     store = RecommendationStore(data_dir)
@@ -84,7 +85,7 @@ def test_refresh_publishes_valid_tables(trained, sample_catalog):
     written = read_manifest(data_dir)
     assert written["run_id"] == manifest["run_id"] and written["groups"] == ["tops", "bottoms", "shoes", "bags"]
     assert written["catalog_report"]["missing_images"] == 0 and written["model_kind"] == "mlp"
-    assert set(manifest["seconds"]) == {"load", "embed", "topk", "write", "publish"}
+    assert set(manifest["seconds"]) == {"load", "embed", "text", "topk", "write", "publish"}
     assert DataDir.open(data_dir).gallery(manifest["run_id"]).is_file()
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from fashionrec.catalog import filter_categories, load_catalog
 from fashionrec.compat.mlp import CompatibilityMLP
+from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.embedding.backbones import encoder_key
 from fashionrec.embedding.plan import hash_images
@@ -107,3 +108,53 @@ def test_compatible_items_cover_every_other_group(vectors):
         assert got["neighbor_id"][0] == best
 
 
+
+
+def _fine_vectors(cats: list[str | None], seed: int = 0):
+    from fashionrec.vectors import ItemVectors
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(len(cats), 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    items = pl.DataFrame({S.ITEM_ID: [f"i{n:03d}" for n in range(len(cats))], S.GROUP: ["tops"] * len(cats),
+                          S.RAW_CATEGORY: cats}, schema={S.ITEM_ID: pl.String, S.GROUP: pl.String,
+                                                         S.RAW_CATEGORY: pl.String})
+    return ItemVectors(items, x, "test"), x
+
+
+def test_fine_category_first_and_a_small_category_filled_from_its_group():
+    # 20 shirts, 3 polos (fewer than K = 5 other items), 2 items without a fine category
+    cats = ["Shirts"] * 20 + ["Polos"] * 3 + [None] * 2
+    vectors, x = _fine_vectors(cats)
+    table = pl.from_arrow(similar_topk(vectors, TopKConfig(k=5)))
+    cat_of = dict(zip(vectors.items[S.ITEM_ID], cats))
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    for item, rows in table.partition_by(S.ITEM_ID, as_dict=True).items():
+        rows = rows.sort(S.RANK)
+        mine = cat_of[item[0]]
+        same = [cat_of[n] == mine and mine is not None for n in rows[S.NEIGHBOR_ID]]
+        assert rows[S.SAME_CATEGORY].to_list() == same
+        assert same == sorted(same, reverse=True), "same-category neighbours come first"
+        if mine == "Shirts":
+            assert all(same)
+        if mine == "Polos":
+            assert same == [True, True, False, False, False], "two other polos, then the rest of the group"
+        # scores are the real weighted cosines (no bonus left in them), descending within each part
+        i = int(item[0][1:])
+        np.testing.assert_allclose(rows[S.SCORE], [sims[i, int(n[1:])] for n in rows[S.NEIGHBOR_ID]], atol=1e-5)
+        # the fill comes from the rest of the group by the same score
+        others = [j for j in np.argsort(-sims[i], kind="stable") if cat_of[f"i{j:03d}"] != mine or mine is None]
+        filled = [int(n[1:]) for n, s in zip(rows[S.NEIGHBOR_ID], same) if not s]
+        assert filled == [int(j) for j in others[: len(filled)]]
+
+
+def test_fine_first_off_ranks_by_score_alone():
+    cats = ["Shirts"] * 10 + ["Polos"] * 10
+    vectors, x = _fine_vectors(cats, seed=1)
+    table = pl.from_arrow(similar_topk(vectors, TopKConfig(k=5, fine_first=False)))
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    first = table.filter(pl.col(S.ITEM_ID) == "i000").sort(S.RANK)
+    assert [int(n[1:]) for n in first[S.NEIGHBOR_ID]] == list(np.argsort(-sims[0], kind="stable")[:5])
+    assert table[S.SAME_CATEGORY].sum() < table.height, "some neighbours are of the other category"

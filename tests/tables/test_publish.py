@@ -23,7 +23,8 @@ GROUPS = {"a": "tops", "b": "tops", "c": "tops"}
 
 def similar(rows):
     return pa.Table.from_pylist(
-        [dict(zip(["item_id", "category", "rank", "neighbor_id", "score"], r)) for r in rows],
+        [dict(zip(["item_id", "category", "rank", "neighbor_id", "score", "same_category"], (*r, False)))
+         for r in rows],
         schema=S.SIMILAR_SCHEMA,
     )
 

@@ -78,7 +78,7 @@ def test_every_lookup_equals_the_full_table(store, tables):
 def test_similar_top_k(store, tables):
     top = _first_of(tables[S.ITEMS_TABLE], "tops")
     rows = store.similar(top, k=3)
-    assert rows.columns == [S.ITEM_ID, S.GROUP, S.RANK, S.NEIGHBOR_ID, S.SCORE]
+    assert rows.columns == [S.ITEM_ID, S.GROUP, S.RANK, S.NEIGHBOR_ID, S.SCORE, S.SAME_CATEGORY]
     assert rows[S.RANK].to_list() == [1, 2, 3]
     assert (rows[S.ITEM_ID] == top).all() and (rows[S.NEIGHBOR_ID] != top).all()
     scores = rows[S.SCORE].to_list()
