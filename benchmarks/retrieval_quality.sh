@@ -7,6 +7,7 @@
 #
 #   benchmarks/retrieval_quality.sh [WORKDIR] [extra refresh args, e.g. --colour-weight 0]
 #   SHOP_TOML=benchmarks/dev_shop_titles.toml benchmarks/retrieval_quality.sh   # articleType + titles
+#   BACKBONE=efficientnet_lite1 benchmarks/retrieval_quality.sh                  # another CNN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLE="${FASHIONREC_SHOP_SAMPLE:-../shared/data/fashion-product-images-dev}"
@@ -18,13 +19,13 @@ mkdir -p "$WORK/shop"
 cp -r "$SAMPLE/styles.csv" "$SAMPLE/images" "$WORK/shop/"
 cp "${SHOP_TOML:-benchmarks/dev_shop.toml}" "$WORK/shop/shop.toml"
 # a shop has no outfits: the compatible table needs a champion trained elsewhere (the sample)
-"$PY" -m fashionrec.cli sample-catalog "$WORK/sample" --items 400 >/dev/null
-"$PY" -m fashionrec.cli train --catalog "$WORK/sample" --backbone efficientnet_lite0 --epochs 5 --data "$WORK/data" >/dev/null
+"$PY" -m app.cli sample-catalog "$WORK/sample" --items 400 >/dev/null
+"$PY" -m app.cli train --catalog "$WORK/sample" --backbone "${BACKBONE:-efficientnet_lite0}" --model type_aware --epochs 5 --data "$WORK/data" >/dev/null
 start=$(date +%s)
-"$PY" -m fashionrec.cli refresh --catalog "$WORK/shop/shop.toml" --data "$WORK/data" "$@" >/dev/null
+"$PY" -m app.cli refresh --catalog "$WORK/shop/shop.toml" --data "$WORK/data" "$@" >/dev/null
 echo "refresh of the shop sample: $(( $(date +%s) - start )) s"
 for half in a b; do
   echo "\$ fashionrec evaluate-similar --catalog shop.toml --label-column articleType --label-column baseColour --half $half"
-  "$PY" -m fashionrec.cli evaluate-similar --catalog "$WORK/shop/shop.toml" --data "$WORK/data" \
+  "$PY" -m app.cli evaluate-similar --catalog "$WORK/shop/shop.toml" --data "$WORK/data" \
     --label-column articleType --label-column baseColour --half "$half"
 done

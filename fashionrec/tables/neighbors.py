@@ -193,7 +193,7 @@ def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights) -> np.ndar
 # Fine category first: a same-category pair gets this bonus on top of its score (a weighted
 # cosine, within [-1, 1]), so every same-category neighbour outranks every other one; the rest
 # of the group fills the list by the same score. The bonus is taken off again before publishing.
-_FINE_BONUS = 4.0
+FINE_BONUS = 4.0
 
 
 def fine_category_codes(vectors: ItemVectors, rows: np.ndarray) -> np.ndarray:
@@ -304,3 +304,13 @@ def sorted_table(table: pa.Table) -> pa.Table:
         keys.append((S.NEIGHBOR_CATEGORY, "ascending"))
     keys.append((S.RANK, "ascending"))
     return table.sort_by(keys)
+
+
+def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``x`` with a one-hot of the fine category scaled by ``sqrt(FINE_BONUS)`` appended: the dot
+    product of two items of one category gains FINE_BONUS, so they rank first and the rest of the
+    group fills the list by the same score; an item without a category (code -1) gains nothing."""
+    onehot = np.zeros((len(codes), int(codes.max()) + 1 if len(codes) else 0), dtype=np.float32)
+    has = np.nonzero(codes >= 0)[0]
+    onehot[has, codes[has]] = np.float32(np.sqrt(FINE_BONUS))
+    return np.ascontiguousarray(np.concatenate([x.astype(np.float32), onehot], axis=1))

@@ -40,16 +40,8 @@ from fashionrec.compat.interface import CompatModel
 from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables import publish
-from fashionrec.tables.neighbors import (
-    _FINE_BONUS,
-    blocked_topk,
-    exact_lists,
-    fine_category_codes,
-    similarity_vectors,
-    sorted_table,
-    topk_table,
-)
+from fashionrec.tables import neighbors, publish
+from fashionrec.tables.neighbors import exact_lists, sorted_table, topk_table
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -336,25 +328,21 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     why = _why_full(S.SIMILAR_TABLE, basis, previous)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
     fresh = _fresh(vectors, previous)
-    x = similarity_vectors(vectors, weights)
+    x = neighbors.similarity_vectors(vectors, weights)
     frames, states, total, recomputed = [], [], 0, 0
     for group, rows in vectors.group_rows().items():
         xg = np.ascontiguousarray(x[rows])
-        codes = fine_category_codes(vectors, rows)
-        n_codes = int(codes.max()) + 1 if len(codes) else 0
-        fine = config.fine_first and n_codes >= 1
-        if fine:  # a one-hot of the fine category adds _FINE_BONUS to the dot product of two items sharing it
-            onehot = np.zeros((len(rows), n_codes), dtype=np.float32)
-            has = np.nonzero(codes >= 0)[0]
-            onehot[has, codes[has]] = np.float32(np.sqrt(_FINE_BONUS))
-            xg = np.ascontiguousarray(np.concatenate([xg, onehot], axis=1))
+        codes = neighbors.fine_category_codes(vectors, rows)
+        fine = config.fine_first and bool((codes >= 0).any())
+        if fine:  # the fine category first: FINE_BONUS on the score of two items sharing it
+            xg = neighbors.fine_onehot(xg, codes)
         lists = _lists(xg, xg, ids, rows, rows, fresh, True, config, previous, S.SIMILAR_TABLE, group, group,
                        why is None, run_blocks)
         ke = min(config.k, len(rows) - 1)
         idx, val = lists.idx[:, :ke], lists.val[:, :ke]
         same = (codes[idx] == codes[:, None]) & (codes[:, None] >= 0) & (idx >= 0)
         if fine:
-            val = val - np.float32(_FINE_BONUS) * same
+            val = val - np.float32(neighbors.FINE_BONUS) * same
         frames.append(topk_table(ids, group, rows, rows, idx, val, same_category=same))
         states.append(_state(ids, group, group, rows, rows, lists))
         total, recomputed = total + len(rows), recomputed + lists.recomputed
@@ -392,7 +380,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
                 why = (f"full: the {type(model).__name__} scores pairs with its own block scorer"
                        if space.score_block is not None else
                        f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
-                idx, raw = blocked_topk(space.queries, space.candidates, config.k, config.block_size,
+                idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.k, config.block_size,
                                         score_block=space.score_block, bonus=space.bonus)
                 frames.append(topk_table(ids, group, rows, cand_rows, idx, space.to_score(raw), other))
                 total, recomputed = total + len(rows), recomputed + len(rows)

@@ -52,7 +52,8 @@ def looks_world(tmp_path_factory):
     colours = np.abs(rng.standard_normal((len(ids), 8))).astype(np.float32)
     colours /= np.linalg.norm(colours, axis=1, keepdims=True)
     items = pl.DataFrame({S.ITEM_ID: ids, S.RAW_CATEGORY: fines, S.SEMANTIC_CATEGORY: [None] * len(ids),
-                          S.GROUP: groups, S.IMAGE: [f"{i}.jpg" for i in ids]}).sort(S.ITEM_ID)
+                          S.GROUP: groups, S.IMAGE: [f"{i}.jpg" for i in ids]}).with_columns(
+        pl.lit(None, dtype=pl.String).alias(S.TITLE)).sort(S.ITEM_ID)
     order = np.argsort(ids)
     vectors = ItemVectors(items, x[order], "synthetic-v1", colours[order])
     style = dict(zip(ids, style_of))
