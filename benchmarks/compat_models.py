@@ -278,7 +278,8 @@ def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, s
         # stand-in vectors carry no colour descriptor: the outfit model then reads the CNN vector only
         own = OutfitConfig(colour_weight=0.0 if vectors.colours is None else 1.0) if kind == "outfit" else None
         fit = fit_compat(vectors, triplets, cfg, BACKBONE, DEFAULT_GROUPS, kind, own, outfits=outfits)
-        cfg = cfg.resolved(own or kind_entry(kind).config())  # the settings it trained with, for the row
+        if own is None:  # the settings it trained with, for the row (outfit: its step rule, epochs 0)
+            cfg = cfg.resolved(kind_entry(kind).config())
         valid, test = evaluate(fit.model, "valid"), evaluate(fit.model, "test")
         losses = fit.epoch_losses
         row = {
