@@ -1,4 +1,4 @@
-"""train-compat: catalogue -> filter -> embed -> triplets -> train -> evaluate -> register.
+"""train-compat: catalogue -> filter -> embed -> triplets (pair kinds) -> train -> evaluate -> register.
 
 The one definition of training: the CLI, the deployments and the tests all run this flow."""
 
@@ -60,7 +60,8 @@ def train_compat(
     cat = split_looks(cat, filtered, data)  # a shop's looks: train/valid/test and the evaluation files
     train_outfits = cat.require_outfits("train")  # a catalogue without outfits: a clear error, early
     embedded = embed_items(filtered.items, data, embed)
-    triplets = build_triplets(train_outfits, filtered.items, sampling)
+    # the pair kinds learn from triplets; the outfit kind from the looks themselves
+    triplets = build_triplets(train_outfits, filtered.items, sampling) if model_kind.trains_on == "triplets" else None
     fit = fit_compat(embedded.vectors, triplets, training, backbone, cat.group_mapping.names, model,
                      outfits=train_outfits)
     valid = evaluate_split(fit.model, embedded.vectors, cat, "valid")
@@ -71,7 +72,7 @@ def train_compat(
         "catalog": catalog,
         "split": split,
         "groups": ",".join(fit.info.groups),
-        "triplets": triplets.height,
+        "triplets": triplets.height if triplets is not None else 0,
         "train_pairs": fit.pairs,
     }
     metrics = {

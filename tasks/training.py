@@ -24,7 +24,7 @@ def build_triplets(outfits: pl.DataFrame, items: pl.DataFrame, config: TripletCo
 
 @task(cache_policy=NO_CACHE)
 def fit_compat(
-    vectors: ItemVectors, triplets: pl.DataFrame, config: TrainConfig, backbone: str, groups: Sequence[str],
+    vectors: ItemVectors, triplets: pl.DataFrame | None, config: TrainConfig, backbone: str, groups: Sequence[str],
     kind_name: str, kind_config: Any = None, outfits: pl.DataFrame | None = None,
 ) -> FitResult:
     return kinds.fit_compat(vectors, triplets, config, backbone, groups, kind_name, kind_config, outfits=outfits)

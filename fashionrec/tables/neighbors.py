@@ -130,8 +130,20 @@ def topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return vals.gather(1, order), idx.gather(1, order)
 
 
+def id_array(ids) -> pa.Array:
+    """Item ids as one arrow string array (positions taken from it are copied in C, not per
+    Python string: building the tables' id columns was a second or more per table at 50,000)."""
+    if isinstance(ids, pa.ChunkedArray):
+        return ids.combine_chunks()
+    return ids if isinstance(ids, pa.Array) else pa.array(np.asarray(ids, dtype=object), pa.string())
+
+
+def constant(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), n)
+
+
 def topk_table(
-    ids: np.ndarray,
+    ids,
     group: str,
     rows: np.ndarray,
     cand_rows: np.ndarray,
@@ -143,17 +155,18 @@ def topk_table(
     """Rows (item, rank, neighbour, score) of one top-K result: query ``rows`` of ``group``
     against ``cand_rows``; with ``other`` (the candidates' group), a compatible-items table;
     else a similar-items table, whose ``same_category`` (like ``idx``) says per row whether the
-    neighbour shares the item's fine category."""
+    neighbour shares the item's fine category. ``ids``: every item's id by row (``id_array``)."""
+    ids = id_array(ids)
     k = idx.shape[1]
     n = len(rows) * k
     columns = {
-        S.ITEM_ID: np.repeat(ids[rows], k),
-        S.GROUP: [group] * n,
+        S.ITEM_ID: ids.take(pa.array(np.repeat(np.asarray(rows, np.int64), k))),
+        S.GROUP: constant(group, n),
         S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
-        S.NEIGHBOR_ID: ids[cand_rows][idx.ravel()],
+        S.NEIGHBOR_ID: ids.take(pa.array(np.asarray(cand_rows, np.int64)[idx.ravel()])),
     }
     if other is not None:
-        columns[S.NEIGHBOR_CATEGORY] = [other] * n
+        columns[S.NEIGHBOR_CATEGORY] = constant(other, n)
     columns[S.SCORE] = scores.ravel().astype(np.float32)
     if other is None:
         columns[S.SAME_CATEGORY] = (np.zeros(n, bool) if same_category is None

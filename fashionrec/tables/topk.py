@@ -231,17 +231,20 @@ def _update(
         last = ends["_last"].to_numpy().astype(np.float32)
         fresh_c = np.nonzero(c_fresh)[0]
         if len(fresh_c):
-            # only rows that a new candidate may enter: its float32 score, plus float32's error
-            # bound, reaches the old list's last entry (or the list had room, or knew everything)
-            enter = np.nonzero(_may_enter(q[clean], c[fresh_c], last, complete | (kidx[:, -1] < 0),
-                                          config.block_size))[0]
-            fidx, fval = exact_lists(q[clean[enter]], c[fresh_c], de, block_size=config.block_size)
-            width = fidx.shape[1]
-            kidx = np.concatenate([kidx, np.full((m, width), -1, np.int64)], axis=1)
-            kval = np.concatenate([kval, np.full((m, width), -np.inf, np.float32)], axis=1)
-            kidx[enter, de:], kval[enter, de:] = fresh_c[fidx], fval
-        order = np.lexsort((np.where(kidx < 0, n_c, kidx), -kval), axis=1)[:, :de]
-        kidx, kval = np.take_along_axis(kidx, order, 1), np.take_along_axis(kval, order, 1)
+            # merge in the new and changed candidates that may rank at or above the old list's
+            # last entry (all of them where the old list knew every candidate), exactly scored
+            er, ej, ev = _entering(q, c, clean, fresh_c, last, complete, config.block_size)
+            if len(er):
+                rows_in = np.unique(er)
+                slot = np.arange(len(er)) - np.searchsorted(er, rows_in)[np.searchsorted(rows_in, er)]
+                width = int(slot.max()) + 1
+                sidx = np.concatenate([kidx[rows_in], np.full((len(rows_in), width), -1, np.int64)], axis=1)
+                sval = np.concatenate([kval[rows_in], np.full((len(rows_in), width), -np.inf, np.float32)], axis=1)
+                at = np.searchsorted(rows_in, er)
+                sidx[at, de + slot], sval[at, de + slot] = fresh_c[ej], ev
+                order = np.lexsort((np.where(sidx < 0, n_c, sidx), -sval), axis=1)[:, :de]
+                kidx[rows_in] = np.take_along_axis(sidx, order, 1)
+                kval[rows_in] = np.take_along_axis(sval, order, 1)
         # what ranks above the old list's last entry is exact; a complete old list had no unknowns
         bound = np.searchsorted(c_ids, np.asarray(ends["_last_id"].to_list(), dtype=str), side="right")
         above = (kval > last[:, None]) | ((kval == last[:, None]) & (kidx < bound[:, None]))
@@ -258,30 +261,41 @@ def _update(
     return _Lists(idx, val, int(len(rows)))
 
 
-def _may_enter(q: np.ndarray, c: np.ndarray, last: np.ndarray, room: np.ndarray, block: int) -> np.ndarray:
-    """Per query row: may any candidate of ``c`` rank at or above ``last`` (by float32 scores,
-    allowing float32's error bound on a dot product)? Rows with ``room`` always may."""
-    err = (q.shape[1] + 3) * 2.0**-24 * 1.01 * np.linalg.norm(q, axis=1) * float(np.linalg.norm(c, axis=1).max())
-    best = np.empty(q.shape[0], dtype=np.float32)
-    c32 = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+def _entering(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarray, last: np.ndarray,
+              every: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (i, j) of query ``q_rows[i]`` and candidate ``c_rows[j]`` whose float32 score,
+    plus float32's error bound on a dot product, reaches ``last[i]`` (every pair of a row where
+    ``every[i]``), in row order, with their exact scores (``det_scores``). Only these few pairs
+    are scored exactly: a new candidate below a list's last entry cannot be placed in it anyway."""
+    c32 = np.ascontiguousarray(c[c_rows], dtype=np.float32)
+    c_norm = float(np.linalg.norm(c32, axis=1).max())
+    ct = torch.from_numpy(c32).T
+    rs, js = [], []
     with torch.inference_mode():
-        for s in range(0, q.shape[0], block):
-            q32 = torch.from_numpy(np.ascontiguousarray(q[s : s + block], dtype=np.float32))
-            best[s : s + block] = torch.matmul(q32, c32.T).max(dim=1).values.numpy()
-    return room | (best + err + 2.0**-22 >= last)
+        for s in range(0, len(q_rows), block):
+            qb = np.ascontiguousarray(q[q_rows[s : s + block]], dtype=np.float32)
+            err = (q.shape[1] + 3) * 2.0**-24 * 1.01 * np.linalg.norm(qb, axis=1) * c_norm + 2.0**-22
+            fast = torch.matmul(torch.from_numpy(qb), ct).numpy()
+            r, j = np.nonzero((fast + err[:, None] >= last[s : s + block, None]) | every[s : s + block, None])
+            rs.append(r + s)
+            js.append(j)
+    r = np.concatenate(rs) if rs else np.zeros(0, np.int64)
+    j = np.concatenate(js) if js else np.zeros(0, np.int64)
+    val = neighbors.det_scores(q, c, q_rows[r], c_rows[j][:, None], chunk=4096)[:, 0] if len(r) else \
+        np.zeros(0, np.float32)
+    return r, j, val
 
 
-def _state(ids: np.ndarray, group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
+def _state(ids: pa.Array, group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
            lists: _Lists) -> pa.Table:
-    have = lists.idx >= 0
-    r, slot = np.nonzero(have)
+    r, slot = np.nonzero(lists.idx >= 0)
     n = len(r)
     return pa.table({
-        S.ITEM_ID: ids[rows[r]],
-        S.GROUP: [group] * n,
-        S.NEIGHBOR_CATEGORY: [other] * n,
+        S.ITEM_ID: ids.take(pa.array(rows[r])),
+        S.GROUP: neighbors.constant(group, n),
+        S.NEIGHBOR_CATEGORY: neighbors.constant(other, n),
         S.RANK: (slot + 1).astype(np.int32),
-        S.NEIGHBOR_ID: ids[cand_rows[lists.idx[r, slot]]],
+        S.NEIGHBOR_ID: ids.take(pa.array(cand_rows[lists.idx[r, slot]])),
         S.SCORE: lists.val[r, slot],
     }, schema=S.TOPK_STATE_SCHEMA)
 
@@ -327,6 +341,7 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
                     similar_setting=f"fine_first={config.fine_first}, {weights}, text model {text_model}")
     why = _why_full(S.SIMILAR_TABLE, basis, previous)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
+    id_col = neighbors.id_array(ids)
     fresh = _fresh(vectors, previous)
     x = neighbors.similarity_vectors(vectors, weights)
     frames, states, total, recomputed = [], [], 0, 0
@@ -343,8 +358,8 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
         same = (codes[idx] == codes[:, None]) & (codes[:, None] >= 0) & (idx >= 0)
         if fine:
             val = val - np.float32(neighbors.FINE_BONUS) * same
-        frames.append(topk_table(ids, group, rows, rows, idx, val, same_category=same))
-        states.append(_state(ids, group, group, rows, rows, lists))
+        frames.append(topk_table(id_col, group, rows, rows, idx, val, same_category=same))
+        states.append(_state(id_col, group, group, rows, rows, lists))
         total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("similar items: %s, %d items x %d (%d lists computed in full)", group, len(rows), ke,
                  lists.recomputed)
@@ -366,6 +381,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
     why = _why_full(S.COMPATIBLE_TABLE, basis, previous)
     ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
+    id_col = neighbors.id_array(ids)
     fresh = _fresh(vectors, previous)
     spaces = model.pair_spaces(vectors)
     groups = vectors.group_rows()
@@ -382,16 +398,16 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
                        f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
                 idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.k, config.block_size,
                                         score_block=space.score_block, bonus=space.bonus)
-                frames.append(topk_table(ids, group, rows, cand_rows, idx, space.to_score(raw), other))
+                frames.append(topk_table(id_col, group, rows, cand_rows, idx, space.to_score(raw), other))
                 total, recomputed = total + len(rows), recomputed + len(rows)
                 continue
             q = np.ascontiguousarray(space.queries.numpy())
             c = np.ascontiguousarray(space.candidates.numpy())
             lists = _lists(q, c, ids, rows, cand_rows, fresh, False, config, previous, S.COMPATIBLE_TABLE,
                            group, other, why is None, run_blocks)
-            frames.append(topk_table(ids, group, rows, cand_rows, lists.idx[:, :ke],
+            frames.append(topk_table(id_col, group, rows, cand_rows, lists.idx[:, :ke],
                                      space.to_score(lists.val[:, :ke]), other))
-            states.append(_state(ids, group, other, rows, cand_rows, lists))
+            states.append(_state(id_col, group, other, rows, cand_rows, lists))
             total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("compatible items: %s, %d items", group, len(rows))
     table = sorted_table(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
