@@ -70,6 +70,9 @@ class OutfitConfig:
     use_fine: bool = True  # a learned embedding of the fine category
     use_ids: bool = True  # a learned embedding of each item of the training looks
     id_dropout: float = 0.5  # share of training examples where an item's id is hidden
+    candidate_ids: bool = True  # candidates' tokens carry their ids too (False: a candidate is scored by
+    # its content alone, the same way for an item styled in looks and for a new arrival; the ids and the
+    # prior then speak only through the query's items)
     pairwise: bool = False  # ablation: one-item queries everywhere (a pairwise model)
     full_q: float = 0.5  # share of examples whose query is the whole rest of the look
     tau: float = 0.05  # temperature of the cosine score
@@ -215,7 +218,7 @@ class OutfitNet(nn.Module):
     @torch.inference_mode()
     def candidate_vectors(self, f: "_Features", rows: np.ndarray | None = None) -> torch.Tensor:
         rows = torch.arange(f.grp.shape[0]) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-        return self.candidate(self.tokens(f, rows))
+        return self.candidate(self.tokens(f, rows, None if self.config.candidate_ids else torch.zeros_like(rows)))
 
     def prior(self, f: "_Features"):
         """The co-occurrence prior between ``f``'s rows as a sparse row x row matrix of
@@ -501,6 +504,8 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
     q_rows_t, cand_t = torch.as_tensor(q_rows), torch.as_tensor(cand_rows)
     q_ids = f.ids[q_rows_t.reshape(-1)] * torch.as_tensor(rng.random(nq) >= cfg.id_dropout)
     c_ids = f.ids[cand_t] * torch.as_tensor(rng.random(len(cand_rows)) >= cfg.id_dropout)
+    if not cfg.candidate_ids:
+        c_ids = torch.zeros_like(c_ids)
     tok = model.tokens(f, q_rows_t.reshape(-1), q_ids, content[:nq]).reshape(size, width, -1)
     target_t = torch.as_tensor(target)
     q = model.query(tok, torch.as_tensor(q_pad), f.grp[target_t])

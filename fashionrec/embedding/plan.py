@@ -79,13 +79,13 @@ def hash_images(items: pl.DataFrame, data: DataDir | None = None, rehash: bool =
     again next time."""
     paths = items[S.IMAGE].to_list()
     stats = stat_images(paths) if data is not None else None
-    known: dict[tuple, str] = {}
-    if stats is not None and not rehash:
-        cache = read_stat_cache(data)
-        known = {(p, sz, m, e): sha for p, sz, m, e, sha in cache.select(
-            S.IMAGE, S.FILE_SIZE, S.FILE_MTIME_NS, S.FILE_ETAG, S.IMAGE_SHA256).iter_rows()}
-    keys = list(stats.iter_rows()) if stats is not None else [None] * len(paths)
-    shas: list[str | None] = [known.get(key) if key is not None and key[1] is not None else None for key in keys]
+    shas: list[str | None] = [None] * len(paths)
+    if stats is not None and not rehash:  # a join, not a Python loop: 250,000 files a night
+        key = [S.IMAGE, S.FILE_SIZE, S.FILE_MTIME_NS, S.FILE_ETAG]
+        cache = read_stat_cache(data).select(*key, S.IMAGE_SHA256).unique(subset=[S.IMAGE], keep="last")
+        shas = (stats.with_row_index("_row").join(cache, on=key, how="left", nulls_equal=True)
+                .sort("_row").with_columns(pl.when(pl.col(S.FILE_SIZE).is_not_null())
+                                           .then(pl.col(S.IMAGE_SHA256)))[S.IMAGE_SHA256].to_list())
     todo = [i for i, sha in enumerate(shas) if sha is None]
 
     def one(path: str) -> str | None:

@@ -200,7 +200,12 @@ def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights) -> np.ndar
     parts = similarity_parts(vectors, weights)
     if len(parts) == 1:
         return np.ascontiguousarray(parts[0][0], dtype=np.float32)
-    return np.concatenate([m.astype(np.float32) * np.float32(np.sqrt(w)) for m, w in parts], axis=1)
+    out = np.empty((parts[0][0].shape[0], sum(m.shape[1] for m, _ in parts)), dtype=np.float32)
+    at = 0
+    for m, w in parts:  # one pass per part, straight into the result (no temporary copies)
+        np.multiply(m, np.float32(np.sqrt(w)), out=out[:, at : at + m.shape[1]], casting="unsafe")
+        at += m.shape[1]
+    return out
 
 
 # Fine category first: a same-category pair gets this bonus on top of its score (a weighted
@@ -312,11 +317,18 @@ def _exact_row(q: np.ndarray, c: np.ndarray, r: int, de: int, self_pos: int, chu
 
 
 def sorted_table(table: pa.Table) -> pa.Table:
-    keys = [(S.ITEM_ID, "ascending")]
-    if S.NEIGHBOR_CATEGORY in table.column_names:
-        keys.append((S.NEIGHBOR_CATEGORY, "ascending"))
-    keys.append((S.RANK, "ascending"))
-    return table.sort_by(keys)
+    """``table`` by item id, neighbour category, rank: string keys are sorted once per distinct
+    value (a table holds each id K times or more), then the rows by integer codes."""
+    keys = [S.ITEM_ID] + ([S.NEIGHBOR_CATEGORY] if S.NEIGHBOR_CATEGORY in table.column_names else [])
+    codes = []
+    for name in keys:
+        enc = table[name].combine_chunks().dictionary_encode()
+        order = np.argsort(np.asarray(enc.dictionary.to_pylist(), dtype=object), kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        codes.append(rank[enc.indices.to_numpy(zero_copy_only=False)])
+    rank_col = table[S.RANK].to_numpy()
+    return table.take(pa.array(np.lexsort([rank_col] + codes[::-1])))
 
 
 def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -246,10 +247,14 @@ def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int) -
     for name, table in tables.by_name().items():
         if name in S.TABLE_SCHEMAS:
             publish.validate_table(table, name, groups, k)
-    for name, table in tables.by_name().items():
-        publish.write_table(table, data, manifest.run_id, name)
-    for name, state in tables.states.items():
-        write_topk_state(data, manifest.run_id, name, state)
+    # Parquet encoding releases the GIL: the files are written side by side (each atomically)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [pool.submit(publish.write_table, table, data, manifest.run_id, name)
+                for name, table in tables.by_name().items()]
+        jobs += [pool.submit(write_topk_state, data, manifest.run_id, name, state)
+                 for name, state in tables.states.items()]
+        for job in jobs:
+            job.result()
     written = manifest.to_dict()
     publish.write_manifest(data, manifest.run_id, written)
     return written
