@@ -45,6 +45,10 @@ class Encoder:
     model: "nn.Module"
     preset: "EvalPreset"
     quantizable: bool = False  # int8 keeps its vectors (cosine to fp32 >= 0.99): worth trying on CPUs
+    # "auto" precision tries bf16 autocast on a CPU with native bf16: it outran ONNX Runtime fp32
+    # for ResNet50 (49 vs 40 img/s), not for the Lites' depthwise convolutions (Lite0 120 vs 145;
+    # benchmarks/lite_backbones.py), which run on ONNX Runtime in fp32 there when it is installed
+    cpu_autocast: bool = True
 
     @property
     def key(self) -> str:
@@ -137,6 +141,7 @@ def _timm_from_package(name: str, timm_name: str, package: str, load_state: Call
             std=tuple(cfg["std"]),
             interpolation=cfg["interpolation"],
         ),
+        cpu_autocast=False,
     )
 
 

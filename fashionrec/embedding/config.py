@@ -35,7 +35,8 @@ class EmbedConfig:
     # -1 = auto: on CUDA one per CPU core up to 16 (a GPU outruns any single decoder), on a CPU 0
     # (the CNN already uses every core; a decoding process competed with it when measured)
     num_workers: int = -1
-    # "auto": bf16 autocast on CPUs with native bf16 and fp16 on CUDA, each kept only if it
+    # "auto": bf16 autocast on CPUs with native bf16 (for backbones where it beats ONNX Runtime's
+    # fp32 there: ResNet50, not the Lites, see Encoder.cpu_autocast) and fp16 on CUDA, each kept only if it
     # passes the accuracy check (cosine >= 0.99, top-10 overlap >= 0.9) on the first batch, else
     # fp32; on other x86 CPUs int8 for ResNet50 (calibrated on the first batch, same check);
     # "fp32" never lowers precision; "bf16"/"fp16"/"int8" try that one (still checked)

@@ -224,7 +224,10 @@ def encode_images(
                 continue
             x = prepare(torch.cat(parts) if len(parts) > 1 else parts[0])
             if not checked:  # first batch: is low precision good enough on these images?
-                dtype, _ = choose_autocast(lambda b: run(model, b), x, device, config.precision, encoder.key)
+                ort_first = (config.precision == "auto" and not encoder.cpu_autocast
+                             and wants_onnx(config.engine, device))  # faster than bf16 here (Encoder)
+                dtype = None if ort_first else choose_autocast(lambda b: run(model, b), x, device, config.precision,
+                                                               encoder.key)[0]
                 net = _cpu_net(model, run, x, encoder, config, device) if dtype is None else model
                 checked = True
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():

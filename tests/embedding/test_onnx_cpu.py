@@ -75,3 +75,21 @@ def test_engine_choice():
     assert not wants_onnx("torch", cpu) and not wants_onnx("auto", cuda)
     with pytest.raises(ConfigError, match="onnxruntime"):
         EmbedConfig(engine="tensorrt")
+
+
+def test_auto_runs_the_lites_on_onnxruntime_even_where_the_cpu_has_bf16(tmp_path, monkeypatch):
+    """On a bf16 CPU, bf16 autocast is slower than ONNX Runtime's fp32 for the Lites'
+    depthwise convolutions (benchmarks/lite_backbones.py): "auto" gives the fp32 vectors there,
+    while ResNet50 (dense convolutions, where bf16 wins) still tries bf16."""
+    from fashionrec.embedding import precision as P
+
+    monkeypatch.setenv(P.BF16_ENV, "1")  # take this CPU as one with native bf16, whatever it is
+    monkeypatch.setattr(P, "_CACHE", {})
+    paths = _photos(tmp_path, 12)
+    encoder = get_encoder("efficientnet_lite0")
+    assert not encoder.cpu_autocast and get_encoder("resnet50_random").cpu_autocast
+    auto, _ = encode_images(paths, encoder, EmbedConfig(backbone="efficientnet_lite0"))
+    fp32, _ = encode_images(paths, encoder, EmbedConfig(backbone="efficientnet_lite0", precision="fp32",
+                                                        engine="onnxruntime"))
+    assert all(np.array_equal(auto[i], fp32[i]) for i in range(len(paths)))  # no bf16 rounding in them
+    assert not any(k[0] == encoder.key for k in P._CACHE)  # the bf16 check was not even run
