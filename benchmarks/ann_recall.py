@@ -8,7 +8,9 @@ Two catalogues: the real Mango dev items (EfficientNet-Lite0 vectors embedded by
 ``benchmarks/looks_quality.py`` into ``.bench-work/looks``, per group, up to 2,207 items) and a
 ``--scaled`` catalogue built from them (each item a real vector plus Gaussian noise as long as the
 real items' median nearest-neighbour distance, renormalised: the real vectors' neighbourhood structure at
-a size where an index matters; random vectors have none and would understate recall). Per group,
+a size where an index matters, for its speed; its neighbourhoods are families of copies, easier
+than a real catalogue's, so its recall is an upper bound, while random vectors would have no
+structure at all). Per group,
 the exact lists are faiss ``IndexFlatIP`` on unit CNN vectors (the similar table's main term);
 each index returns ``depth + 8`` = 28 candidates per query, rescored exactly (as the product
 would with ``det_scores``), and recall@10 is the share of the exact top-10 found in the
