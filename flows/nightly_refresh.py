@@ -16,6 +16,7 @@ from fashionrec.core import schemas as S
 from fashionrec.core.config import FlowRunConfig, PublishConfig, TopKConfig
 from fashionrec.embedding.backbones import embedding_dim
 from fashionrec.embedding.config import EmbedConfig
+from fashionrec.embedding.text import prefetch_libraries
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.storage.locking import DataDirLock
 from fashionrec.tables.publish import new_run_id
@@ -77,6 +78,8 @@ def nightly_refresh(
         champion.info.check_groups(cat.group_mapping.names)
         clock.lap("load")
 
+        if S.TITLE in filtered.items.columns:
+            prefetch_libraries()  # scikit-learn loads in the background while the images embed
         embedded = embed_items(filtered.items, data, embed, rehash)
         rejects = build_rejects(embedded, data)
         record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -95,6 +96,20 @@ class TextModel:
                        z["colour_words"], str(z["config"]) if "config" in z.files else "")
 
 
+def prefetch_libraries() -> threading.Thread:
+    """Import scikit-learn's text, SVD and ridge modules in a background thread (~2 s on a
+    2-core machine): started before the images are embedded, the text stage does not wait for it."""
+
+    def load() -> None:
+        import sklearn.decomposition  # noqa: F401
+        import sklearn.feature_extraction.text  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+
+    thread = threading.Thread(target=load, name="fashionrec-text-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0), dtype=np.float32)
@@ -140,7 +155,8 @@ def fit_text_model(titles: list[str], colours: np.ndarray | None, groups: list[s
     x = _sparse_tfidf(distinct, wv, wi, cv, ci)
     dim = min(config.tfidf_dim, x.shape[1] - 1, len(distinct) - 1)
     if dim >= 1:
-        svd = TruncatedSVD(n_components=dim, random_state=config.seed, algorithm="randomized").fit(x)
+        svd = TruncatedSVD(n_components=dim, random_state=config.seed, algorithm="randomized",
+                           n_iter=config.svd_iters).fit(x)
         components = svd.components_.astype(np.float32)
     else:  # a tiny catalogue: the TF-IDF itself (no reduction)
         components = np.eye(x.shape[1], dtype=np.float32)
