@@ -182,7 +182,10 @@ class TypeAwareNet(PairwiseModel, nn.Module):
         self.info.check_vectors(vectors)
         with torch.inference_mode():
             w, b = self.embed.weight.double(), self.embed.bias.double()
-            general = torch.from_numpy(vectors.vectors).double() @ w.T + b  # once: N x space_dim
+            x = torch.from_numpy(vectors.vectors)
+            general = torch.empty((x.shape[0], w.shape[0]), dtype=torch.float64)  # once: N x space_dim
+            for s in range(0, x.shape[0], 8192):  # by blocks: no float64 copy of every vector at once
+                torch.addmm(b, x[s : s + 8192].double(), w.T, out=general[s : s + 8192])
 
         def space(group: str, rows: np.ndarray, other: str, cand_rows: np.ndarray) -> PairSpace:
             s = self.space_index(group, other)

@@ -80,14 +80,11 @@ def load_item_vectors(
     never embedded) with their reject reason where one was recorded.
     """
     parts = _parts(data, encoder_key)
-    shas = hashed_items[S.IMAGE_SHA256].drop_nulls().unique().to_list()
-    if parts and shas:
-        dataset = ds.dataset(parts, format="parquet")
-        table = dataset.to_table(
-            columns=[S.IMAGE_SHA256, S.VECTOR, S.COLOUR], filter=ds.field(S.IMAGE_SHA256).isin(shas)
-        )
-    else:
-        table = pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
+    columns = [S.IMAGE_SHA256, S.VECTOR, S.COLOUR]
+    # every part is read whole (a filter on 50,000 hashes costs more than the rows it drops) and
+    # memory-mapped: the rows wanted are then copied once, straight into the result
+    tables = [pq.read_table(p, columns=columns, memory_map=True) for p in parts]
+    table = pa.concat_tables(tables) if tables else pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
     store = pl.from_arrow(table.select([S.IMAGE_SHA256])).with_row_index("_row")
     store = store.unique(subset=[S.IMAGE_SHA256], keep="first")
     joined = hashed_items.join(store, on=S.IMAGE_SHA256, how="left").sort(S.ITEM_ID)
@@ -104,10 +101,20 @@ def load_item_vectors(
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
-    """Rows of a fixed-size-list column as one contiguous float32 matrix."""
-    col = column.combine_chunks()
-    values = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
-    return np.ascontiguousarray(values[rows], dtype=np.float32)
+    """Rows of a fixed-size-list column as one contiguous float32 matrix, gathered chunk by chunk
+    from the chunks' own buffers (no copy of the whole column first)."""
+    width = column.type.list_size
+    out = np.empty((len(rows), width), dtype=np.float32)
+    order = np.argsort(rows, kind="stable")
+    ends = np.cumsum([len(chunk) for chunk in column.chunks])
+    cut = np.searchsorted(rows[order], np.concatenate([[0], ends]), side="left")
+    for i, chunk in enumerate(column.chunks):
+        at = order[cut[i] : cut[i + 1]]
+        if not len(at):
+            continue
+        values = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        out[at] = values[rows[at] - (ends[i] - len(chunk))]
+    return out
 
 
 def read_rejects(data: DataDir, encoder_key: str, item_ids: list[str]) -> pl.DataFrame:

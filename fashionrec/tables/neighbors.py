@@ -8,10 +8,12 @@ the N x N matrix never exists.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from fashionrec.core import schemas as S
@@ -142,36 +144,63 @@ def constant(value: str, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(value, pa.string()), n)
 
 
-def topk_table(
-    ids,
-    group: str,
-    rows: np.ndarray,
-    cand_rows: np.ndarray,
-    idx: np.ndarray,
-    scores: np.ndarray,
-    other: str | None = None,
-    same_category: np.ndarray | None = None,
-) -> pa.Table:
-    """Rows (item, rank, neighbour, score) of one top-K result: query ``rows`` of ``group``
-    against ``cand_rows``; with ``other`` (the candidates' group), a compatible-items table;
-    else a similar-items table, whose ``same_category`` (like ``idx``) says per row whether the
-    neighbour shares the item's fine category. ``ids``: every item's id by row (``id_array``)."""
+@dataclass(frozen=True)
+class Family:
+    """One family of finished top-K lists: query ``rows`` of ``group`` against ``cand_rows`` of
+    ``other`` (None: a similar-items family, candidates of the query's own group); ``idx``
+    (len(rows) x K) indexes ``cand_rows``, best first; ``scores`` are the published scores; for
+    similar items, ``same`` says per entry whether the neighbour shares the item's fine category."""
+
+    group: str
+    other: str | None
+    rows: np.ndarray
+    cand_rows: np.ndarray
+    idx: np.ndarray
+    scores: np.ndarray
+    same: np.ndarray | None = None
+
+
+def lists_table(ids, families: Sequence[Family], similar: bool) -> pa.Table:
+    """The published table of ``families``: rows (item, rank, neighbour, score), sorted by item id,
+    neighbour category and rank. ``ids``: every item's id by row (``id_array``). The lists are
+    put in order (one sort key per list, not per row) and each column is gathered once."""
+    schema = S.SIMILAR_SCHEMA if similar else S.COMPATIBLE_SCHEMA
+    families = [f for f in families if f.idx.size]
+    if not families:
+        return schema.empty_table()
     ids = id_array(ids)
-    k = idx.shape[1]
-    n = len(rows) * k
+    id_rank = np.empty(len(ids), np.int64)  # rows are usually in id order already; never assumed
+    id_rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
+    group_names = sorted({f.group for f in families})
+    other_names = sorted({f.other for f in families if f.other is not None})
+    widths = np.concatenate([np.full(len(f.rows), f.idx.shape[1], np.int64) for f in families])
+    list_rows = np.concatenate([np.asarray(f.rows, np.int64) for f in families])
+    list_group = np.concatenate([np.full(len(f.rows), group_names.index(f.group), np.int32) for f in families])
+    list_other = np.concatenate([np.full(len(f.rows), other_names.index(f.other) if f.other is not None else 0,
+                                         np.int32) for f in families])
+    starts = np.cumsum(widths) - widths
+    order = np.lexsort((list_other, id_rank[list_rows]))
+    w = widths[order]
+    take = np.repeat(starts[order] - (np.cumsum(w) - w), w) + np.arange(int(w.sum()))
+
+    def flat(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate([np.asarray(x, dtype).ravel() for x in parts])[take]
+
     columns = {
-        S.ITEM_ID: ids.take(pa.array(np.repeat(np.asarray(rows, np.int64), k))),
-        S.GROUP: constant(group, n),
-        S.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(rows)),
-        S.NEIGHBOR_ID: ids.take(pa.array(np.asarray(cand_rows, np.int64)[idx.ravel()])),
+        S.ITEM_ID: ids.take(pa.array(np.repeat(list_rows, widths)[take])),
+        S.GROUP: pa.array(group_names, pa.string()).take(pa.array(np.repeat(list_group, widths)[take])),
+        S.RANK: flat([np.tile(np.arange(1, f.idx.shape[1] + 1), len(f.rows)) for f in families], np.int32),
+        S.NEIGHBOR_ID: ids.take(pa.array(flat([np.asarray(f.cand_rows, np.int64)[f.idx] for f in families],
+                                              np.int64))),
     }
-    if other is not None:
-        columns[S.NEIGHBOR_CATEGORY] = constant(other, n)
-    columns[S.SCORE] = scores.ravel().astype(np.float32)
-    if other is None:
-        columns[S.SAME_CATEGORY] = (np.zeros(n, bool) if same_category is None
-                                    else np.asarray(same_category, bool).ravel())
-    return pa.table(columns, schema=S.SIMILAR_SCHEMA if other is None else S.COMPATIBLE_SCHEMA)
+    if not similar:
+        columns[S.NEIGHBOR_CATEGORY] = pa.array(other_names, pa.string()).take(
+            pa.array(np.repeat(list_other, widths)[take]))
+    columns[S.SCORE] = flat([f.scores for f in families], np.float32)
+    if similar:
+        columns[S.SAME_CATEGORY] = flat([np.zeros(f.idx.shape, bool) if f.same is None else f.same
+                                         for f in families], bool)
+    return pa.table(columns, schema=schema)
 
 
 def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[np.ndarray, float]]:
@@ -316,26 +345,13 @@ def _exact_row(q: np.ndarray, c: np.ndarray, r: int, de: int, self_pos: int, chu
     return order, vals[order]
 
 
-def sorted_table(table: pa.Table) -> pa.Table:
-    """``table`` by item id, neighbour category, rank: string keys are sorted once per distinct
-    value (a table holds each id K times or more), then the rows by integer codes."""
-    keys = [S.ITEM_ID] + ([S.NEIGHBOR_CATEGORY] if S.NEIGHBOR_CATEGORY in table.column_names else [])
-    codes = []
-    for name in keys:
-        enc = table[name].combine_chunks().dictionary_encode()
-        order = np.argsort(np.asarray(enc.dictionary.to_pylist(), dtype=object), kind="stable")
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        codes.append(rank[enc.indices.to_numpy(zero_copy_only=False)])
-    rank_col = table[S.RANK].to_numpy()
-    return table.take(pa.array(np.lexsort([rank_col] + codes[::-1])))
-
-
 def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """``x`` with a one-hot of the fine category scaled by ``sqrt(FINE_BONUS)`` appended: the dot
     product of two items of one category gains FINE_BONUS, so they rank first and the rest of the
     group fills the list by the same score; an item without a category (code -1) gains nothing."""
-    onehot = np.zeros((len(codes), int(codes.max()) + 1 if len(codes) else 0), dtype=np.float32)
+    width = int(codes.max()) + 1 if len(codes) else 0
+    out = np.zeros((len(codes), x.shape[1] + width), dtype=np.float32)
+    out[:, : x.shape[1]] = x
     has = np.nonzero(codes >= 0)[0]
-    onehot[has, codes[has]] = np.float32(np.sqrt(FINE_BONUS))
-    return np.ascontiguousarray(np.concatenate([x.astype(np.float32), onehot], axis=1))
+    out[has, x.shape[1] + codes[has]] = np.float32(np.sqrt(FINE_BONUS))
+    return out

@@ -90,29 +90,39 @@ def validate_table(
         missing = []  # a single group: no other group to be compatible with
     if missing:
         problems.append(f"{len(missing)} items missing, e.g. {missing[:5]}")
-    keys = [S.ITEM_ID] + ([S.NEIGHBOR_CATEGORY] if name == S.COMPATIBLE_TABLE else [])
-    # similar items rank the item's own fine category first: scores descend within each part
-    parts = [S.SAME_CATEGORY] if name == S.SIMILAR_TABLE else []
-    if parts:
-        mixed = df.group_by(S.ITEM_ID).agg(
-            pl.col(S.SAME_CATEGORY).sort_by(S.RANK).cast(pl.Int8).diff().max().alias("up"))
-        mixed = mixed.filter(pl.col("up") > 0)
-        if mixed.height:
-            problems.append(f"same-category neighbours after others for items {mixed[S.ITEM_ID].head(5).to_list()}")
-    per = df.group_by(keys + parts).agg(
-        pl.col(S.RANK).sort().alias("ranks"),
-        pl.col(S.SCORE).sort_by(S.RANK).alias("scores"),
+    # the table is sorted by item, neighbour category and rank (readers rely on it): each list is
+    # a run of rows, checked against the row before it (no group-by over a table of millions)
+    item, prev_item = pl.col(S.ITEM_ID), pl.col(S.ITEM_ID).shift(1)
+    same_list = item == prev_item
+    if name == S.COMPATIBLE_TABLE:
+        cat, prev_cat = pl.col(S.NEIGHBOR_CATEGORY), pl.col(S.NEIGHBOR_CATEGORY).shift(1)
+        in_order = (item > prev_item) | (same_list & ((cat > prev_cat) | ((cat == prev_cat)
+                                                                           & (pl.col(S.RANK) > pl.col(S.RANK).shift(1)))))
+        same_list = same_list & (cat == prev_cat)
+    else:
+        in_order = (item > prev_item) | (same_list & (pl.col(S.RANK) > pl.col(S.RANK).shift(1)))
+    rank_ok = pl.when(same_list.fill_null(False)).then(pl.col(S.RANK) == pl.col(S.RANK).shift(1) + 1) \
+        .otherwise(pl.col(S.RANK) == 1)
+    same_part = same_list
+    if name == S.SIMILAR_TABLE:  # the item's own fine category first: scores descend within each part
+        same_part = same_list & (pl.col(S.SAME_CATEGORY) == pl.col(S.SAME_CATEGORY).shift(1))
+    checks = df.select(
+        (~in_order.fill_null(True)).alias("unsorted"),
+        (~rank_ok).alias("bad_rank"),
+        (pl.col(S.RANK) > k).alias("too_many"),
+        (same_part.fill_null(False) & (pl.col(S.SCORE) > pl.col(S.SCORE).shift(1) + 1e-6)).alias("ascending"),
+        ((same_list.fill_null(False) & pl.col(S.SAME_CATEGORY) & ~pl.col(S.SAME_CATEGORY).shift(1))
+         if name == S.SIMILAR_TABLE else pl.lit(False)).alias("mixed"),
+        item,
     )
-    per_rank = df.group_by(keys).agg(pl.col(S.RANK).sort().alias("ranks"))
-    bad_rank = per_rank.filter(pl.col("ranks") != pl.int_ranges(1, pl.col("ranks").list.len() + 1))
-    if bad_rank.height:
-        problems.append(f"ranks not 1..n for items {bad_rank[S.ITEM_ID].head(5).to_list()}")
-    too_many = per_rank.filter(pl.col("ranks").list.len() > k)
-    if too_many.height:
-        problems.append(f"more than K={k} rows for items {too_many[S.ITEM_ID].head(5).to_list()}")
-    unsorted = per.filter(pl.col("scores").list.diff(null_behavior="drop").list.max() > 1e-6)
-    if unsorted.height:
-        problems.append(f"scores not descending for items {unsorted[S.ITEM_ID].head(5).to_list()}")
+    for column, what in (("unsorted", "rows not sorted by item, neighbour category and rank at items"),
+                         ("bad_rank", "ranks not 1..n for items"),
+                         ("too_many", f"more than K={k} rows for items"),
+                         ("ascending", "scores not descending for items"),
+                         ("mixed", "same-category neighbours after others for items")):
+        bad = checks.filter(pl.col(column))[S.ITEM_ID]
+        if bad.len():
+            problems.append(f"{what} {bad.unique(maintain_order=True).head(5).to_list()}")
     if problems:
         raise PublishError(f"table {name} failed validation, nothing published: " + "; ".join(problems))
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -41,7 +42,7 @@ from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.tables import neighbors, publish
-from fashionrec.tables.neighbors import exact_lists, sorted_table, topk_table
+from fashionrec.tables.neighbors import exact_lists
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,51 @@ class TopKBasis:
 
 
 @dataclass(frozen=True)
+class DeepLists:
+    """A run's deep lists of one table (``topk_state_schema``), as arrays: one row per query item
+    and candidate group; items are rows of that run's items table."""
+
+    families: dict[tuple[str, str], np.ndarray]  # (group, candidate group) -> its rows of the arrays below
+    item_row: np.ndarray  # (n,) int64
+    neighbor_rows: np.ndarray  # (n, depth) int64, best first, -1 padding
+    scores: np.ndarray  # (n, depth) float32, -inf padding
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "DeepLists":
+        """From a state table; ValueError where it is not of ``topk_state_schema`` (an older layout)."""
+        field_ = table.schema.field(S.NEIGHBOR_ROWS) if S.NEIGHBOR_ROWS in table.column_names else None
+        if field_ is None or not pa.types.is_fixed_size_list(field_.type):
+            raise ValueError("not the deep-list layout of this version (one row per list)")
+        table = table.cast(S.topk_state_schema(field_.type.list_size))
+        n, depth = table.num_rows, field_.type.list_size
+        keys = pl.from_arrow(table.select([S.GROUP, S.NEIGHBOR_CATEGORY])).with_row_index("_i")
+        families = {(g, o): np.asarray(i, np.int64) for g, o, i in
+                    keys.group_by([S.GROUP, S.NEIGHBOR_CATEGORY]).agg(pl.col("_i")).iter_rows()}
+
+        def matrix(name: str, dtype) -> np.ndarray:
+            col = table.column(name).combine_chunks() if n else None
+            if col is None:
+                return np.zeros((0, depth), dtype)
+            return col.values.to_numpy(zero_copy_only=False).reshape(n, depth).astype(dtype, copy=False)
+
+        return cls(families, table.column(S.ITEM_ROW).to_numpy().astype(np.int64), matrix(S.NEIGHBOR_ROWS, np.int64),
+                   matrix(S.SCORES, np.float32))
+
+
+@dataclass(frozen=True)
 class PreviousTopK:
     """The previous published run's items, lists and bases."""
 
     run_id: str
     basis: dict[str, dict[str, Any]]  # per table, TopKBasis.of(table) as its manifest recorded it
-    items: pl.DataFrame  # ITEM_ID, GROUP, IMAGE_SHA256
-    lists: dict[str, pl.DataFrame]  # per table, TOPK_STATE_SCHEMA
+    items: pl.DataFrame  # ITEM_ID, GROUP, IMAGE_SHA256 (...), in its items table's row order
+    lists: dict[str, DeepLists]  # per table
 
 
 @dataclass(frozen=True)
 class TopKResult:
     table: pa.Table  # the published table
-    state: pa.Table  # the deep lists (TOPK_STATE_SCHEMA), kept beside the run
+    state: pa.Table  # the deep lists (topk_state_schema), kept beside the run
     report: dict[str, Any] = field(default_factory=dict)  # mode, reason, basis, rows, seconds
 
 
@@ -131,13 +164,20 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
         return None
     basis = {name: rec.get("basis") for name, rec in (manifest.get("topk") or {}).items() if isinstance(rec, dict)}
     lists = {}
+    item_ids = pa.array(items[S.ITEM_ID].to_list(), pa.string()) if items.height else pa.array([], pa.string())
     for name in (S.SIMILAR_TABLE, S.COMPATIBLE_TABLE):
         path = data.topk_state(run_id, name)
         if path.exists():
             try:
-                lists[name] = pl.from_arrow(pq.read_table(path).cast(S.TOPK_STATE_SCHEMA))
-            except Exception as exc:  # damaged: that table is computed in full
-                log.warning("ignoring the unreadable top-K lists %s (%s)", path, exc)
+                table = pq.read_table(path)
+                deep = DeepLists.from_table(table)
+                rows = table.column(S.ITEM_ROW)
+                if len(rows) and (pc.max(rows).as_py() >= len(item_ids) or pc.min(rows).as_py() < 0
+                                  or not pc.take(item_ids, rows).equals(table.column(S.ITEM_ID))):
+                    raise ValueError(f"its rows do not match the run's items table ({len(item_ids)} items)")
+                lists[name] = deep
+            except Exception as exc:  # damaged, or of an older layout: that table is computed in full
+                log.warning("ignoring the top-K lists %s (%s): that table is computed in full", path, exc)
     return PreviousTopK(run_id, basis, items, lists)
 
 
@@ -145,7 +185,8 @@ def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) ->
     path = data.topk_state(run_id, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(state, tmp)
+    pq.write_table(state, tmp, compression={c: ("none" if c in (S.NEIGHBOR_ROWS, S.SCORES) else "snappy")
+                                            for c in state.column_names})
     tmp.replace(path)
 
 
@@ -154,7 +195,7 @@ def _why_full(table: str, basis: TopKBasis, previous: PreviousTopK | None) -> st
     if previous is None:
         return "full: no previous run"
     old, new = previous.basis.get(table), basis.of(table)
-    if old is None or table not in previous.lists:
+    if old is None or table not in previous.lists or not previous.lists[table].families:
         return f"full: the previous run {previous.run_id} kept no top-K lists"
     if old.get("model_version") != new.get("model_version") or old.get("model_uri") != new.get("model_uri"):
         return f"full: new champion (version {old.get('model_version')} -> {new.get('model_version')})"
@@ -194,13 +235,35 @@ def _full(q: np.ndarray, c: np.ndarray, depth: int, same_group: bool, config: To
     return _Lists(idx, val, q.shape[0])
 
 
+@dataclass(frozen=True)
+class _Moves:
+    """Where the previous run's items are in this one: ``row[p]``, the current row of previous
+    row ``p`` (-1: removed); ``after[p]``, how many current items have an id <= its id (the
+    tie-break boundary of a list whose last entry it was, whether it is still there or not)."""
+
+    row: np.ndarray
+    after: np.ndarray
+
+    @classmethod
+    def of(cls, vectors: ItemVectors, previous: PreviousTopK) -> "_Moves":
+        now = vectors.items.select(S.ITEM_ID).with_row_index("_now")
+        before = previous.items.select(S.ITEM_ID).with_row_index("_before")
+        row = before.join(now, on=S.ITEM_ID, how="left").sort("_before")["_now"].fill_null(-1).to_numpy()
+        # ids of both runs in one sort: a previous id's boundary counts the current ids up to it
+        both = pl.concat([now.select(S.ITEM_ID, pl.lit(0, pl.Int8).alias("_run"), pl.col("_now").alias("_i")),
+                          before.select(S.ITEM_ID, pl.lit(1, pl.Int8).alias("_run"), pl.col("_before").alias("_i"))])
+        both = both.sort([S.ITEM_ID, "_run"]).with_columns((pl.col("_run") == 0).cum_sum().alias("_after"))
+        prev = both.filter(pl.col("_run") == 1).sort("_i")
+        return cls(row.astype(np.int64), prev["_after"].to_numpy().astype(np.int64))
+
+
 def _update(
-    q: np.ndarray, c: np.ndarray, q_ids: np.ndarray, c_ids: np.ndarray, q_fresh: np.ndarray, c_fresh: np.ndarray,
-    same_group: bool, depth: int, k: int, prev: pl.DataFrame, prev_candidates: int, config: TopKConfig,
-    run_blocks: RunBlocks | None,
+    q: np.ndarray, c: np.ndarray, rows: np.ndarray, cand_rows: np.ndarray, fresh: np.ndarray,
+    same_group: bool, depth: int, k: int, prev: DeepLists, family: np.ndarray, moves: _Moves, prev_candidates: int,
+    config: TopKConfig, run_blocks: RunBlocks | None,
 ) -> _Lists:
-    """Update one family of lists from the previous run's (``prev``: ITEM_ID, RANK, NEIGHBOR_ID,
-    SCORE of this family); see the module's docstring for the rule."""
+    """Update one family of lists (query ``rows`` against ``cand_rows``, rows of this run's items)
+    from the previous run's (``family``: its rows of ``prev``); see the module's docstring."""
     n_q, n_c = q.shape[0], c.shape[0]
     excl = 1 if same_group else 0
     de, ke = min(depth, n_c - excl), min(k, n_c - excl)
@@ -208,45 +271,55 @@ def _update(
     val = np.full((n_q, max(de, 0)), -np.inf, dtype=np.float32)
     if de <= 0 or n_q == 0:
         return _Lists(idx, val, 0)
-    qmap = pl.DataFrame({S.ITEM_ID: q_ids, "_q": np.arange(n_q), "_qf": q_fresh})
-    cmap = pl.DataFrame({S.NEIGHBOR_ID: c_ids, "_c": np.arange(n_c), "_cf": c_fresh})
-    prev = prev.join(qmap, on=S.ITEM_ID, how="inner").filter(~pl.col("_qf")).sort(["_q", S.RANK])
-    ends = prev.group_by("_q", maintain_order=True).agg(
-        pl.len().alias("_n"), pl.col(S.NEIGHBOR_ID).last().alias("_last_id"), pl.col(S.SCORE).last().alias("_last"))
-    clean = ends["_q"].to_numpy()
+    n_items = len(fresh)
+    q_at = np.full(n_items, -1, np.int64)
+    q_at[rows] = np.arange(n_q)
+    c_at = np.full(n_items + 1, -1, np.int64)  # [-1]: a removed candidate
+    c_at[cand_rows] = np.arange(n_c)
     need = np.ones(n_q, dtype=bool)  # rows still to compute against every candidate
+    now = moves.row[prev.item_row[family]]
+    keep = now >= 0
+    keep[keep] = ~fresh[now[keep]] & (q_at[now[keep]] >= 0)
+    old_idx, old_val = prev.neighbor_rows[family][keep], prev.scores[family][keep]
+    n_old = (old_idx >= 0).sum(axis=1)  # lists are packed to the left
+    listed = n_old > 0
+    clean = q_at[now[keep][listed]]
+    order = np.argsort(clean, kind="stable")
+    clean, old_idx, old_val, n_old = clean[order], old_idx[listed][order], old_val[listed][order], n_old[listed][order]
     if len(clean):
-        pos = np.full(n_q, -1, dtype=np.int64)
-        pos[clean] = np.arange(len(clean))
-        kept = prev.join(cmap, on=S.NEIGHBOR_ID, how="inner").filter(~pl.col("_cf"))
-        kept = kept.with_columns(pl.int_range(pl.len()).over("_q").alias("_slot"))
         m = len(clean)
+        last = old_val[np.arange(m), n_old - 1].astype(np.float32)
+        last_row = old_idx[np.arange(m), n_old - 1]
+        now_c = np.where(old_idx >= 0, moves.row[np.maximum(old_idx, 0)], -1)
+        kept = now_c >= 0
+        kept[kept] = ~fresh[now_c[kept]]
+        local = c_at[np.where(kept, now_c, -1)]
+        kept &= local >= 0
+        slot = np.cumsum(kept, axis=1) - 1
+        r, j = np.nonzero(kept & (slot < de))
         kidx = np.full((m, de), -1, dtype=np.int64)
         kval = np.full((m, de), -np.inf, dtype=np.float32)
-        r, slot = pos[kept["_q"].to_numpy()], kept["_slot"].to_numpy()
-        ok = slot < de
-        kidx[r[ok], slot[ok]] = kept["_c"].to_numpy()[ok]
-        kval[r[ok], slot[ok]] = kept[S.SCORE].to_numpy()[ok]
-        complete = ends["_n"].to_numpy() >= prev_candidates
-        last = ends["_last"].to_numpy().astype(np.float32)
-        fresh_c = np.nonzero(c_fresh)[0]
+        kidx[r, slot[r, j]], kval[r, slot[r, j]] = local[r, j], old_val[r, j]
+        complete = n_old >= prev_candidates
+        fresh_c = np.nonzero(fresh[cand_rows])[0]
         if len(fresh_c):
             # merge in the new and changed candidates that may rank at or above the old list's
             # last entry (all of them where the old list knew every candidate), exactly scored
             er, ej, ev = _entering(q, c, clean, fresh_c, last, complete, config.block_size)
             if len(er):
                 rows_in = np.unique(er)
-                slot = np.arange(len(er)) - np.searchsorted(er, rows_in)[np.searchsorted(rows_in, er)]
+                at = np.searchsorted(rows_in, er)
+                slot = np.arange(len(er)) - np.searchsorted(er, rows_in)[at]
                 width = int(slot.max()) + 1
                 sidx = np.concatenate([kidx[rows_in], np.full((len(rows_in), width), -1, np.int64)], axis=1)
                 sval = np.concatenate([kval[rows_in], np.full((len(rows_in), width), -np.inf, np.float32)], axis=1)
-                at = np.searchsorted(rows_in, er)
                 sidx[at, de + slot], sval[at, de + slot] = fresh_c[ej], ev
                 order = np.lexsort((np.where(sidx < 0, n_c, sidx), -sval), axis=1)[:, :de]
                 kidx[rows_in] = np.take_along_axis(sidx, order, 1)
                 kval[rows_in] = np.take_along_axis(sval, order, 1)
-        # what ranks above the old list's last entry is exact; a complete old list had no unknowns
-        bound = np.searchsorted(c_ids, np.asarray(ends["_last_id"].to_list(), dtype=str), side="right")
+        # what ranks above the old list's last entry is exact (ties: candidates whose id is not
+        # after the last entry's); a complete old list had no unknowns
+        bound = np.searchsorted(cand_rows, moves.after[last_row], side="left")
         above = (kval > last[:, None]) | ((kval == last[:, None]) & (kidx < bound[:, None]))
         valid = (kidx >= 0) & (above | complete[:, None])
         length = valid.sum(axis=1)
@@ -254,11 +327,11 @@ def _update(
         kidx[~valid], kval[~valid] = -1, -np.inf
         idx[clean[good]], val[clean[good]] = kidx[good], kval[good]
         need[clean[good]] = False
-    rows = np.nonzero(need)[0]
-    if len(rows):
-        ridx, rval = _exact_rows(q, c, rows, de, same_group, config, run_blocks)
-        idx[rows], val[rows] = ridx, rval
-    return _Lists(idx, val, int(len(rows)))
+    rows_todo = np.nonzero(need)[0]
+    if len(rows_todo):
+        ridx, rval = _exact_rows(q, c, rows_todo, de, same_group, config, run_blocks)
+        idx[rows_todo], val[rows_todo] = ridx, rval
+    return _Lists(idx, val, int(len(rows_todo)))
 
 
 def _entering(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarray, last: np.ndarray,
@@ -286,38 +359,64 @@ def _entering(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarr
     return r, j, val
 
 
-def _state(ids: pa.Array, group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
-           lists: _Lists) -> pa.Table:
-    r, slot = np.nonzero(lists.idx >= 0)
-    n = len(r)
+@dataclass(frozen=True)
+class _StateRows:
+    """One family's deep lists as rows of the state table: candidates as rows of the run's items."""
+
+    group: str
+    other: str
+    rows: np.ndarray
+    neighbor_rows: np.ndarray  # (len(rows), width) int64, -1 padding
+    scores: np.ndarray
+
+
+def _state_rows(group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray, lists: _Lists) -> _StateRows:
+    nb = np.where(lists.idx >= 0, np.asarray(cand_rows, np.int64)[np.maximum(lists.idx, 0)], -1)
+    return _StateRows(group, other, np.asarray(rows, np.int64), nb, lists.val)
+
+
+def _state_table(ids: pa.Array, parts: list[_StateRows], depth: int) -> pa.Table:
+    """The state table of a table's families, every list padded to ``depth`` entries."""
+    width = max([depth, 1, *(p.neighbor_rows.shape[1] for p in parts)])
+    n = sum(len(p.rows) for p in parts)
+    nb = np.full((n, width), -1, np.int32)
+    sc = np.full((n, width), -np.inf, np.float32)
+    at = 0
+    for p in parts:
+        m, w = p.neighbor_rows.shape
+        nb[at : at + m, :w], sc[at : at + m, :w] = p.neighbor_rows, p.scores
+        at += m
+    rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
+    names = sorted({p.group for p in parts} | {p.other for p in parts})
+
+    def names_of(attr: str) -> pa.Array:
+        codes = np.concatenate([np.full(len(p.rows), names.index(getattr(p, attr)), np.int32) for p in parts]) \
+            if parts else np.zeros(0, np.int32)
+        return pa.array(names, pa.string()).take(pa.array(codes))
+
     return pa.table({
-        S.ITEM_ID: ids.take(pa.array(rows[r])),
-        S.GROUP: neighbors.constant(group, n),
-        S.NEIGHBOR_CATEGORY: neighbors.constant(other, n),
-        S.RANK: (slot + 1).astype(np.int32),
-        S.NEIGHBOR_ID: ids.take(pa.array(cand_rows[lists.idx[r, slot]])),
-        S.SCORE: lists.val[r, slot],
-    }, schema=S.TOPK_STATE_SCHEMA)
-
-
-def _family_prev(previous: PreviousTopK | None, table: str, group: str, other: str) -> pl.DataFrame | None:
-    if previous is None or table not in previous.lists:
-        return None
-    return previous.lists[table].filter((pl.col(S.GROUP) == group) & (pl.col(S.NEIGHBOR_CATEGORY) == other))
+        S.ITEM_ID: ids.take(pa.array(rows)),
+        S.GROUP: names_of("group"),
+        S.NEIGHBOR_CATEGORY: names_of("other"),
+        S.ITEM_ROW: rows.astype(np.int32),
+        S.NEIGHBOR_ROWS: pa.FixedSizeListArray.from_arrays(pa.array(nb.ravel()), width),
+        S.SCORES: pa.FixedSizeListArray.from_arrays(pa.array(sc.ravel()), width),
+    }, schema=S.topk_state_schema(width))
 
 
 def _prev_candidates(previous: PreviousTopK, group: str) -> int:
     return previous.items.filter(pl.col(S.GROUP) == group).height
 
 
-def _lists(q, c, ids, rows, cand_rows, fresh, same_group, config, previous, table, group, other, incremental,
+def _lists(q, c, rows, cand_rows, fresh, same_group, config, previous, moves, table, group, other, incremental,
            run_blocks):
-    """One family's lists: updated from the previous run's when ``incremental``, else in full."""
-    prev = _family_prev(previous, table, group, other) if incremental else None
-    if prev is None:
+    """One family's lists: updated from the previous run's when ``incremental`` and it has them,
+    else in full."""
+    deep = previous.lists.get(table) if incremental and previous is not None else None
+    family = deep.families.get((group, other)) if deep is not None else None
+    if family is None:
         return _full(q, c, config.depth, same_group, config, run_blocks)
-    return _update(q, c, ids[rows].astype(str), ids[cand_rows].astype(str), fresh[rows], fresh[cand_rows],
-                   same_group, config.depth, config.k, prev,
+    return _update(q, c, rows, cand_rows, fresh, same_group, config.depth, config.k, deep, family, moves,
                    _prev_candidates(previous, other) - (1 if same_group else 0), config, run_blocks)
 
 
@@ -340,33 +439,32 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     basis = replace(basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight),
                     similar_setting=f"fine_first={config.fine_first}, {weights}, text model {text_model}")
     why = _why_full(S.SIMILAR_TABLE, basis, previous)
-    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    id_col = neighbors.id_array(ids)
+    id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
+    moves = _Moves.of(vectors, previous) if why is None else None
     x = neighbors.similarity_vectors(vectors, weights)
-    frames, states, total, recomputed = [], [], 0, 0
+    families, states, total, recomputed = [], [], 0, 0
     for group, rows in vectors.group_rows().items():
         xg = np.ascontiguousarray(x[rows])
         codes = neighbors.fine_category_codes(vectors, rows)
         fine = config.fine_first and bool((codes >= 0).any())
         if fine:  # the fine category first: FINE_BONUS on the score of two items sharing it
             xg = neighbors.fine_onehot(xg, codes)
-        lists = _lists(xg, xg, ids, rows, rows, fresh, True, config, previous, S.SIMILAR_TABLE, group, group,
+        lists = _lists(xg, xg, rows, rows, fresh, True, config, previous, moves, S.SIMILAR_TABLE, group, group,
                        why is None, run_blocks)
         ke = min(config.k, len(rows) - 1)
         idx, val = lists.idx[:, :ke], lists.val[:, :ke]
         same = (codes[idx] == codes[:, None]) & (codes[:, None] >= 0) & (idx >= 0)
         if fine:
             val = val - np.float32(neighbors.FINE_BONUS) * same
-        frames.append(topk_table(id_col, group, rows, rows, idx, val, same_category=same))
-        states.append(_state(id_col, group, group, rows, rows, lists))
+        families.append(neighbors.Family(group, None, rows, rows, idx, val, same))
+        states.append(_state_rows(group, group, rows, rows, lists))
         total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("similar items: %s, %d items x %d (%d lists computed in full)", group, len(rows), ke,
                  lists.recomputed)
-    table = sorted_table(pa.concat_tables(frames) if frames else S.SIMILAR_SCHEMA.empty_table())
-    state = pa.concat_tables(states) if states else S.TOPK_STATE_SCHEMA.empty_table()
-    return TopKResult(table, state, _report(why, basis.of(S.SIMILAR_TABLE), total, recomputed,
-                                            time.perf_counter() - start))
+    table = neighbors.lists_table(id_col, families, similar=True)
+    return TopKResult(table, _state_table(id_col, states, config.depth),
+                      _report(why, basis.of(S.SIMILAR_TABLE), total, recomputed, time.perf_counter() - start))
 
 
 def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConfig = TopKConfig(),
@@ -380,12 +478,12 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     start = time.perf_counter()
     basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
     why = _why_full(S.COMPATIBLE_TABLE, basis, previous)
-    ids = np.asarray(vectors.items[S.ITEM_ID].to_list(), dtype=object)
-    id_col = neighbors.id_array(ids)
+    id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
+    moves = _Moves.of(vectors, previous) if why is None else None
     spaces = model.pair_spaces(vectors)
     groups = vectors.group_rows()
-    frames, states, total, recomputed = [], [], 0, 0
+    families, states, total, recomputed = [], [], 0, 0
     for group, rows in groups.items():
         for other, cand_rows in groups.items():
             if other == group:
@@ -397,23 +495,22 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
                        if space.score_block is not None else
                        f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
                 idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.k, config.block_size,
-                                        score_block=space.score_block, bonus=space.bonus)
-                frames.append(topk_table(id_col, group, rows, cand_rows, idx, space.to_score(raw), other))
+                                                  score_block=space.score_block, bonus=space.bonus)
+                families.append(neighbors.Family(group, other, rows, cand_rows, idx, space.to_score(raw)))
                 total, recomputed = total + len(rows), recomputed + len(rows)
                 continue
             q = np.ascontiguousarray(space.queries.numpy())
             c = np.ascontiguousarray(space.candidates.numpy())
-            lists = _lists(q, c, ids, rows, cand_rows, fresh, False, config, previous, S.COMPATIBLE_TABLE,
+            lists = _lists(q, c, rows, cand_rows, fresh, False, config, previous, moves, S.COMPATIBLE_TABLE,
                            group, other, why is None, run_blocks)
-            frames.append(topk_table(id_col, group, rows, cand_rows, lists.idx[:, :ke],
-                                     space.to_score(lists.val[:, :ke]), other))
-            states.append(_state(id_col, group, other, rows, cand_rows, lists))
+            families.append(neighbors.Family(group, other, rows, cand_rows, lists.idx[:, :ke],
+                                             space.to_score(lists.val[:, :ke])))
+            states.append(_state_rows(group, other, rows, cand_rows, lists))
             total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("compatible items: %s, %d items", group, len(rows))
-    table = sorted_table(pa.concat_tables(frames) if frames else S.COMPATIBLE_SCHEMA.empty_table())
-    state = pa.concat_tables(states) if states else S.TOPK_STATE_SCHEMA.empty_table()
-    return TopKResult(table, state, _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed,
-                                            time.perf_counter() - start))
+    table = neighbors.lists_table(id_col, families, similar=False)
+    return TopKResult(table, _state_table(id_col, states, config.depth),
+                      _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed, time.perf_counter() - start))
 
 
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:

@@ -45,6 +45,8 @@ def test_valid_table_passes():
         ([("a", "tops", 1, "b", float("nan"))] + GOOD[1:], "NaN"),
         ([("a", "tops", 1, "b", 0.1)] + GOOD[1:], "not descending"),
         ([("a", "tops", 1, "b", 0.9), ("a", "tops", 3, "c", 0.5)] + GOOD[2:], "ranks"),
+        (GOOD[2:4] + GOOD[:2] + GOOD[4:], "not sorted"),
+        (GOOD[:2] + [("a", "tops", 3, "c", 0.3)] + GOOD[2:], "more than K=2"),
     ],
 )
 def test_invalid_tables_are_refused(rows, message):

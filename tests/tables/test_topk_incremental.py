@@ -14,7 +14,7 @@ from fashionrec.compat.type_aware import TypeAwareNet
 from fashionrec.core import schemas as S
 from fashionrec.core.config import TopKConfig
 from fashionrec.tables.neighbors import det_scores, exact_lists
-from fashionrec.tables.topk import PreviousTopK, TopKBasis, compatible_tables, similar_tables
+from fashionrec.tables.topk import DeepLists, PreviousTopK, TopKBasis, compatible_tables, similar_tables
 from fashionrec.vectors import ItemVectors
 
 GROUPS = ("tops", "bottoms", "shoes", "bags")
@@ -73,7 +73,8 @@ def _previous(vectors: ItemVectors, similar, compatible, run_id: str = "r0") -> 
         run_id,
         {S.SIMILAR_TABLE: similar.report["basis"], S.COMPATIBLE_TABLE: compatible.report["basis"]},
         vectors.items.select(S.ITEM_ID, S.GROUP, S.IMAGE_SHA256),
-        {S.SIMILAR_TABLE: pl.from_arrow(similar.state), S.COMPATIBLE_TABLE: pl.from_arrow(compatible.state)},
+        {S.SIMILAR_TABLE: DeepLists.from_table(similar.state),
+         S.COMPATIBLE_TABLE: DeepLists.from_table(compatible.state)},
     )
 
 
@@ -128,7 +129,8 @@ def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed):
     hub = cat.add("tops", _unit(tops.mean(0, keepdims=True))[0])
     first = _both(cat.vectors(), model, config)
     previous = _previous(cat.vectors(), *first)
-    hub_lists = pl.from_arrow(first[0].state).filter(pl.col(S.NEIGHBOR_ID) == hub).height
+    hub_row = sorted(cat.rows).index(hub)
+    hub_lists = int((DeepLists.from_table(first[0].state).neighbor_rows == hub_row).any(axis=1).sum())
     assert hub_lists > config.depth, "the hub is in many lists"
 
     # the night's change: 2% new (one a twin of an old item: a new tie), 2% removed (the hub and
