@@ -145,11 +145,15 @@ def main(argv: list[str] | None = None) -> dict:
                    "outfit:colour_weight=0,outfit:pairwise=True")
     p.add_argument("--seeds", default="0")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--splits", default="valid,test",
+                   help="splits to evaluate (screening: valid alone, so that test is never seen while choosing)")
+    p.add_argument("--no-table", action="store_true", help="skip the compatible table and its coverage (screening)")
     args = p.parse_args(argv)
+    splits = tuple(s for s in args.splits.split(",") if s)
     if not (args.shop / "outfit_data.csv").exists():
         raise SystemExit(f"no shop with looks at {args.shop} (see ../shared/data/README.md)")
     cat, filtered, vectors = prepare(args.shop, args.toml, args.work, args.backbone)
-    rows = {"baselines": {s: baselines(cat, s) for s in ("valid", "test")}, "settings": []}
+    rows = {"baselines": {s: baselines(cat, s) for s in splits}, "settings": []}
     report = cat.report.looks.to_dict()
     print(f"{args.toml.name}: {report['kept_looks']} looks {report['splits']}, {vectors.items.height} items "
           f"({dict(vectors.items[S.GROUP].value_counts().iter_rows())})", flush=True)
@@ -157,14 +161,16 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in map(int, args.seeds.split(",")):
             fit, seconds = train(setting, cat, filtered, vectors, args.backbone, seed)
             row = {"setting": setting, "seed": seed, "kind": fit.info.kind, "train_s": round(seconds, 1)}
-            for split in ("valid", "test"):
+            for split in splits:
                 r = evaluate_split(fit.model, vectors, cat, split)
                 row[split] = {"auc": r.compat_auc, "fitb": r.fitb_accuracy, "cold_fitb": r.cold_fitb_accuracy,
                               "questions": r.questions, "cold_questions": r.cold_questions}
-            t = time.perf_counter()
-            table = pl.from_arrow(compatible_topk(vectors, fit.model, TopKConfig(k=10)))
-            row["table_s"] = round(time.perf_counter() - t, 1)
-            row["coverage"] = compatible_coverage(table, vectors.items)
+            row["coverage"] = {}
+            if not args.no_table:
+                t = time.perf_counter()
+                table = pl.from_arrow(compatible_topk(vectors, fit.model, TopKConfig(k=10)))
+                row["table_s"] = round(time.perf_counter() - t, 1)
+                row["coverage"] = compatible_coverage(table, vectors.items)
             rows["settings"].append(row)
             print(line(row), flush=True)
             if args.json:
@@ -178,19 +184,23 @@ def _f(x) -> str:
     return "   -  " if x is None or x != x else f"{x:6.3f}"
 
 
+_NONE = {"auc": None, "fitb": None, "cold_fitb": None, "questions": "?", "cold_questions": "?"}
+
+
 def line(row: dict) -> str:
-    v, t = row["valid"], row["test"]
+    v, t = row.get("valid", _NONE), row.get("test", _NONE)
     cov = " ".join(f"{g[:4]} {c['coverage']:.2f}/{c['top_share']:.2f}" for g, c in row["coverage"].items())
     return (f"{row['setting']:<44} s{row['seed']} valid {_f(v['auc'])} {_f(v['fitb'])} {_f(v['cold_fitb'])} | test "
             f"{_f(t['auc'])} {_f(t['fitb'])} {_f(t['cold_fitb'])} | {cov} | {row['train_s']:.0f}s")
 
 
 def print_table(rows: dict) -> None:
-    t = rows["settings"][0]["test"] if rows["settings"] else {"questions": "?", "cold_questions": "?"}
+    t = rows["settings"][0].get("test", _NONE) if rows["settings"] else _NONE
     print(f"\n{'setting':<44}    valid AUC   FITB   cold | test AUC   FITB   cold | coverage/top-10 share "
           f"per group | train  (test: {t['questions']} FITB questions, {t['cold_questions']} cold)")
-    for name, b in rows["baselines"]["test"].items():
-        v = rows["baselines"]["valid"][name]
+    base = rows["baselines"]
+    for name in next(iter(base.values()), {}):
+        v, b = base.get("valid", {}).get(name, _NONE), base.get("test", {}).get(name, _NONE)
         print(f"{'baseline: ' + name:<44}    valid {_f(v['auc'])} {_f(v['fitb'])} {_f(v['cold_fitb'])} | test "
               f"{_f(b['auc'])} {_f(b['fitb'])} {_f(b['cold_fitb'])}")
     for row in rows["settings"]:
