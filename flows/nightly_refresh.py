@@ -78,7 +78,7 @@ def nightly_refresh(
         champion.info.check_groups(cat.group_mapping.names)
         clock.lap("load")
 
-        if S.TITLE in filtered.items.columns:
+        if S.TITLE in filtered.items.columns and filtered.items[S.TITLE].is_not_null().any():
             prefetch_libraries()  # scikit-learn loads in the background while the images embed
         embedded = embed_items(filtered.items, data, embed, rehash)
         rejects = build_rejects(embedded, data)

@@ -140,10 +140,6 @@ def id_array(ids) -> pa.Array:
     return ids if isinstance(ids, pa.Array) else pa.array(np.asarray(ids, dtype=object), pa.string())
 
 
-def constant(value: str, n: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value, pa.string()), n)
-
-
 @dataclass(frozen=True)
 class Family:
     """One family of finished top-K lists: query ``rows`` of ``group`` against ``cand_rows`` of

@@ -207,6 +207,13 @@ def _why_full(table: str, basis: TopKBasis, previous: PreviousTopK | None) -> st
     return None
 
 
+def _unordered(vectors: ItemVectors) -> str | None:
+    """Lists are merged by candidate index, which is the id order only where the items are in it
+    (``load_item_vectors`` sorts them; anything else is computed in full)."""
+    ids = vectors.items[S.ITEM_ID]
+    return None if ids.is_sorted() and ids.n_unique() == len(ids) else "full: items not in item id order"
+
+
 def _fresh(vectors: ItemVectors, previous: PreviousTopK | None) -> np.ndarray:
     """Per row of ``vectors``: True for an item that is new, or whose image or group changed."""
     if previous is None:
@@ -438,7 +445,7 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     weights = config.title_weights if vectors.tfidf is not None else config.image_weights
     basis = replace(basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight),
                     similar_setting=f"fine_first={config.fine_first}, {weights}, text model {text_model}")
-    why = _why_full(S.SIMILAR_TABLE, basis, previous)
+    why = _why_full(S.SIMILAR_TABLE, basis, previous) or _unordered(vectors)
     id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
     moves = _Moves.of(vectors, previous) if why is None else None
@@ -477,7 +484,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     co-occurrence counts) is computed in full, without deep lists."""
     start = time.perf_counter()
     basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
-    why = _why_full(S.COMPATIBLE_TABLE, basis, previous)
+    why = _why_full(S.COMPATIBLE_TABLE, basis, previous) or _unordered(vectors)
     id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
     moves = _Moves.of(vectors, previous) if why is None else None
