@@ -80,24 +80,50 @@ def load_item_vectors(
     never embedded) with their reject reason where one was recorded.
     """
     parts = _parts(data, encoder_key)
-    columns = [S.IMAGE_SHA256, S.VECTOR, S.COLOUR]
-    # every part is read whole (a filter on 50,000 hashes costs more than the rows it drops) and
-    # memory-mapped: the rows wanted are then copied once, straight into the result
-    tables = [pq.read_table(p, columns=columns, memory_map=True) for p in parts]
-    table = pa.concat_tables(tables) if tables else pa.table({S.IMAGE_SHA256: pa.array([], pa.string())})
-    store = pl.from_arrow(table.select([S.IMAGE_SHA256])).with_row_index("_row")
-    store = store.unique(subset=[S.IMAGE_SHA256], keep="first")
+    # the hashes first (one small column per part), then the vectors of the rows wanted, batch by
+    # batch straight into the result: decoding a whole part first costs a second copy of every
+    # vector in fresh memory, the larger part of the stage at 50,000 items
+    frames = [pl.from_arrow(pq.read_table(p, columns=[S.IMAGE_SHA256], memory_map=True))
+              .with_columns(pl.lit(i, pl.Int32).alias("_part")).with_row_index("_row") for i, p in enumerate(parts)]
+    store = (pl.concat(frames) if frames else
+             pl.DataFrame(schema={"_row": pl.UInt32, S.IMAGE_SHA256: pl.String, "_part": pl.Int32}))
+    store = store.unique(subset=[S.IMAGE_SHA256], keep="first", maintain_order=True)
     joined = hashed_items.join(store, on=S.IMAGE_SHA256, how="left").sort(S.ITEM_ID)
     found = joined.filter(pl.col("_row").is_not_null())
-    missing = joined.filter(pl.col("_row").is_null()).drop("_row")
-    colours = None
-    if found.height:
-        rows = found["_row"].to_numpy()
-        vectors = _fixed_rows(table.column(S.VECTOR), rows)
-        colours = _fixed_rows(table.column(S.COLOUR), rows)
-    else:
-        vectors = np.zeros((0, 0), np.float32)
-    return ItemVectors(found.drop("_row"), vectors, encoder_key, colours), missing
+    missing = joined.filter(pl.col("_row").is_null()).drop("_row", "_part")
+    if not found.height:
+        return ItemVectors(found.drop("_row", "_part"), np.zeros((0, 0), np.float32), encoder_key, None), missing
+    schema = pq.read_schema(parts[0])
+    vectors = np.empty((found.height, schema.field(S.VECTOR).type.list_size), np.float32)
+    colours = np.empty((found.height, schema.field(S.COLOUR).type.list_size), np.float32)
+    part_of, row_of = found["_part"].to_numpy(), found["_row"].to_numpy().astype(np.int64)
+    for i, path in enumerate(parts):
+        mine = np.nonzero(part_of == i)[0]
+        if len(mine):
+            _read_rows(path, row_of[mine], mine, {S.VECTOR: vectors, S.COLOUR: colours})
+    return ItemVectors(found.drop("_row", "_part"), vectors, encoder_key, colours), missing
+
+
+def _read_rows(path: str, rows: np.ndarray, dest: np.ndarray, into: dict[str, np.ndarray],
+               batch_size: int = 8192) -> None:
+    """Copy rows ``rows`` of a part's fixed-size-list columns to rows ``dest`` of ``into``'s
+    matrices, one decoded batch at a time."""
+    part = pq.ParquetFile(path, memory_map=True)
+    where = np.full(part.metadata.num_rows, -1, np.int64)
+    where[rows] = dest
+    at = 0
+    for batch in part.iter_batches(batch_size=batch_size, columns=list(into)):
+        n = batch.num_rows
+        to = where[at : at + n]
+        take = np.nonzero(to >= 0)[0]
+        if len(take):
+            for name, out in into.items():
+                values = batch.column(name).flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
+                if len(take) == n:  # the usual case: every row of the batch wanted
+                    out[to] = values
+                else:
+                    out[to[take]] = values[take]
+        at += n
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
