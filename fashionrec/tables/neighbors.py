@@ -213,23 +213,30 @@ def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tupl
     return [(m, w / total) for m, w in kept]
 
 
-def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights) -> np.ndarray:
-    """The vectors whose dot product ranks similar items: ``[sqrt(w_1) part_1, sqrt(w_2) part_2, ..]``.
+def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.ndarray | None = None,
+                       extra_columns: int = 0, chunk: int = 4096) -> np.ndarray:
+    """The vectors whose dot product ranks similar items: ``[sqrt(w_1) part_1, sqrt(w_2) part_2, ..]``,
+    of ``rows`` (None: every item), followed by ``extra_columns`` zero columns (``fine_onehot``'s).
 
     Each part has unit norm (or is zero: a title without colour words), so the dot product of
     two such vectors is ``sum_i w_i cos(part_i)``: the kind (CNN), the colour of the product and
-    what its title says. Without colours or titles, the CNN vectors alone.
+    what its title says. Without colours or titles, the CNN vectors alone. Written in one
+    allocation, a chunk of rows at a time (no full-size temporaries).
     """
-    if vectors.vectors.shape[0] == 0:
-        return vectors.vectors
-    parts = similarity_parts(vectors, weights)
-    if len(parts) == 1:
-        return np.ascontiguousarray(parts[0][0], dtype=np.float32)
-    out = np.empty((parts[0][0].shape[0], sum(m.shape[1] for m, _ in parts)), dtype=np.float32)
-    at = 0
-    for m, w in parts:  # one pass per part, straight into the result (no temporary copies)
-        np.multiply(m, np.float32(np.sqrt(w)), out=out[:, at : at + m.shape[1]], casting="unsafe")
-        at += m.shape[1]
+    rows = np.arange(vectors.vectors.shape[0]) if rows is None else np.asarray(rows)
+    parts = similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
+    width = sum(m.shape[1] for m, _ in parts)
+    out = np.empty((len(rows), width + extra_columns), dtype=np.float32)
+    out[:, width:] = 0.0
+    for s in range(0, len(rows), chunk):
+        r, at = rows[s : s + chunk], 0
+        for m, w in parts:
+            if len(parts) == 1:
+                out[s : s + chunk, : m.shape[1]] = m[r]
+            else:
+                np.multiply(m[r], np.float32(np.sqrt(w)), out=out[s : s + chunk, at : at + m.shape[1]],
+                            casting="unsafe")
+            at += m.shape[1]
     return out
 
 
@@ -341,13 +348,17 @@ def _exact_row(q: np.ndarray, c: np.ndarray, r: int, de: int, self_pos: int, chu
     return order, vals[order]
 
 
+def fine_width(codes: np.ndarray) -> int:
+    """Columns of ``fine_onehot`` for these codes."""
+    return int(codes.max()) + 1 if len(codes) else 0
+
+
 def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``x`` with a one-hot of the fine category scaled by ``sqrt(FINE_BONUS)`` appended: the dot
-    product of two items of one category gains FINE_BONUS, so they rank first and the rest of the
-    group fills the list by the same score; an item without a category (code -1) gains nothing."""
-    width = int(codes.max()) + 1 if len(codes) else 0
-    out = np.zeros((len(codes), x.shape[1] + width), dtype=np.float32)
-    out[:, : x.shape[1]] = x
+    """Set ``x``'s last ``fine_width(codes)`` columns (zero) to a one-hot of the fine category
+    scaled by ``sqrt(FINE_BONUS)``, in place: the dot product of two items of one category gains
+    FINE_BONUS, so they rank first and the rest of the group fills the list by the same score;
+    an item without a category (code -1) gains nothing."""
+    start = x.shape[1] - fine_width(codes)
     has = np.nonzero(codes >= 0)[0]
-    out[has, x.shape[1] + codes[has]] = np.float32(np.sqrt(FINE_BONUS))
-    return out
+    x[has, start + codes[has]] = np.float32(np.sqrt(FINE_BONUS))
+    return x

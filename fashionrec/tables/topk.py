@@ -449,14 +449,13 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
     moves = _Moves.of(vectors, previous) if why is None else None
-    x = neighbors.similarity_vectors(vectors, weights)
     families, states, total, recomputed = [], [], 0, 0
     for group, rows in vectors.group_rows().items():
-        xg = np.ascontiguousarray(x[rows])
         codes = neighbors.fine_category_codes(vectors, rows)
         fine = config.fine_first and bool((codes >= 0).any())
+        xg = neighbors.similarity_vectors(vectors, weights, rows, neighbors.fine_width(codes) if fine else 0)
         if fine:  # the fine category first: FINE_BONUS on the score of two items sharing it
-            xg = neighbors.fine_onehot(xg, codes)
+            neighbors.fine_onehot(xg, codes)
         lists = _lists(xg, xg, rows, rows, fresh, True, config, previous, moves, S.SIMILAR_TABLE, group, group,
                        why is None, run_blocks)
         ke = min(config.k, len(rows) - 1)
