@@ -270,6 +270,9 @@ def det_scores(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, idx: np.ndarray
     like that: their last bits depend on the shapes)."""
     m, p = idx.shape
     out = np.empty((m, p), dtype=np.float32)
+    # float64 products of at most 2^20 values (8 MB) at once: temporaries the allocator reuses
+    # (larger ones are fresh pages every time, which cost more than the arithmetic)
+    chunk = max(1, min(chunk, (1 << 20) // max(1, p * q.shape[1])))
     for s in range(0, m, chunk):
         rows, ids = q_rows[s : s + chunk], idx[s : s + chunk]
         prod = np.multiply(q[rows][:, None, :], c[ids], dtype=np.float64)
