@@ -176,3 +176,30 @@ def test_another_basis_computes_in_full_and_says_why():
     k6 = TopKConfig(k=6, depth_margin=2)
     r = similar_tables(cat.vectors(), k6, TopKBasis(KEY, 6, k6.depth, k6.colour_weight), previous)
     assert r.report["mode"] == "full" and r.report["reason"].startswith("full: other top-K settings (k 4 -> 6")
+
+
+def test_deep_lists_name_candidates_by_row_and_an_older_layout_is_refused():
+    import pyarrow as pa
+
+    config = TopKConfig(k=3, depth_margin=2)
+    cat = Catalogue(60, 4)
+    vectors = cat.vectors()
+    similar, compatible = _both(vectors, _model(), config)
+    deep = DeepLists.from_table(compatible.state)
+    ids = vectors.items[S.ITEM_ID].to_list()
+    groups = vectors.items[S.GROUP].to_list()
+    assert set(deep.families) == {(g, o) for g in GROUPS for o in GROUPS if g != o}
+    # each list's candidates, as rows of the items, are the published neighbours, in rank order
+    table = pl.from_arrow(compatible.table)
+    for g, o in [("tops", "shoes"), ("bags", "tops")]:
+        at = deep.families[(g, o)][0]
+        item = ids[deep.item_row[at]]
+        assert groups[deep.item_row[at]] == g
+        listed = [ids[r] for r in deep.neighbor_rows[at] if r >= 0][: config.k]
+        published = table.filter((pl.col(S.ITEM_ID) == item) & (pl.col(S.NEIGHBOR_CATEGORY) == o)) \
+            .sort(S.RANK)[S.NEIGHBOR_ID].to_list()
+        assert listed == published
+    older = pa.table({S.ITEM_ID: ["a"], S.GROUP: ["tops"], S.NEIGHBOR_CATEGORY: ["shoes"], S.RANK: [1],
+                      S.NEIGHBOR_ID: ["b"], S.SCORE: [0.5]})
+    with pytest.raises(ValueError, match="layout"):
+        DeepLists.from_table(older)
