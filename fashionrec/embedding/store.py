@@ -110,7 +110,10 @@ def _read_rows(path: str, rows: np.ndarray, dest: np.ndarray, into: dict[str, np
     matrices, one decoded batch at a time."""
     part = pq.ParquetFile(path, memory_map=True)
     where = np.full(part.metadata.num_rows, -1, np.int64)
-    where[rows] = dest
+    order = np.argsort(rows, kind="stable")
+    rows, dest = rows[order], dest[order]
+    unique, first = np.unique(rows, return_index=True)
+    where[unique] = dest[first]  # items sharing one image: the first is read, the others copied below
     at = 0
     for batch in part.iter_batches(batch_size=batch_size, columns=list(into)):
         n = batch.num_rows
@@ -124,6 +127,11 @@ def _read_rows(path: str, rows: np.ndarray, dest: np.ndarray, into: dict[str, np
                 else:
                     out[to[take]] = values[take]
         at += n
+    copies = np.ones(len(rows), bool)
+    copies[first] = False
+    if copies.any():
+        for out in into.values():
+            out[dest[copies]] = out[where[rows[copies]]]
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:

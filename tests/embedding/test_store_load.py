@@ -1,0 +1,43 @@
+"""Loading items' vectors from the embedding store: by image hash, across parts, for items that
+share one image, and none for an item whose image is not in the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from fashionrec.core import schemas as S
+from fashionrec.embedding.store import load_item_vectors, write_atomic
+from fashionrec.storage.data_dir import DataDir
+
+KEY, DIM, CDIM = "test-encoder-v2", 6, 3
+
+
+def _part(data: DataDir, name: str, shas: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    v = rng.standard_normal((len(shas), DIM)).astype(np.float32)
+    c = rng.random((len(shas), CDIM)).astype(np.float32)
+    table = pa.table({
+        S.ITEM_ID: [f"first-{s}" for s in shas], S.IMAGE_SHA256: shas, S.BACKBONE: [KEY] * len(shas),
+        S.VECTOR: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM),
+        S.COLOUR: pa.FixedSizeListArray.from_arrays(pa.array(c.ravel()), CDIM),
+    }, schema=S.embeddings_schema(DIM, CDIM))
+    write_atomic(table, data.embedding_part(KEY, name))
+    return {s: (v[i], c[i]) for i, s in enumerate(shas)}
+
+
+def test_vectors_by_hash_across_parts_shared_images_and_missing(tmp_path):
+    data = DataDir.open(tmp_path)
+    rng = np.random.default_rng(0)
+    stored = _part(data, "a", [f"s{i:03d}" for i in range(0, 300)], rng)
+    stored |= _part(data, "b", [f"s{i:03d}" for i in range(300, 420)], rng)
+    shas = [f"s{i:03d}" for i in rng.permutation(420)[:200]]
+    shas += shas[:25]  # 25 more items showing an image another item shows too
+    items = pl.DataFrame({S.ITEM_ID: [f"item{i:04d}" for i in range(len(shas))] + ["item9999"],
+                          S.GROUP: ["tops"] * (len(shas) + 1), S.IMAGE_SHA256: shas + ["not-embedded"]})
+    vectors, missing = load_item_vectors(items.sample(fraction=1.0, shuffle=True, seed=1), data, KEY)
+    assert missing[S.ITEM_ID].to_list() == ["item9999"]
+    assert vectors.items[S.ITEM_ID].is_sorted() and vectors.items.height == len(shas)
+    for i, sha in enumerate(vectors.items[S.IMAGE_SHA256].to_list()):
+        np.testing.assert_array_equal(vectors.vectors[i], stored[sha][0])
+        np.testing.assert_array_equal(vectors.colours[i], stored[sha][1])
