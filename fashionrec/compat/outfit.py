@@ -446,12 +446,9 @@ def _train(model: OutfitNet, f: _Features, looks: list[np.ndarray], cfg: OutfitC
     per_epoch = max(1, math.ceil(examples / cfg.batch_size))
     grp_np, fine_np = f.grp.numpy(), f.fine.numpy()
     pool = np.unique(look_mat[look_mat >= 0])  # negatives: items of training looks
-    fine_pool = {v: pool[fine_np[pool] == v] for v in np.unique(fine_np[pool])}
-    group_pool = {v: pool[grp_np[pool] == v] for v in np.unique(grp_np[pool])}
-    if cfg.catalogue_negatives > 0:  # the whole catalogue's, drawn for that share of the negatives
-        every = np.arange(n)
-        fine_pool = {"look": fine_pool, "all": {v: every[fine_np == v] for v in np.unique(fine_np)}}
-        group_pool = {"look": group_pool, "all": {v: every[grp_np == v] for v in np.unique(grp_np)}}
+    pools = _Pools.of(pool, fine_np, grp_np)
+    # the whole catalogue's, drawn for a share catalogue_negatives of the negatives
+    wide = _Pools.of(np.arange(n), fine_np, grp_np) if cfg.catalogue_negatives > 0 else None
     target_rows = look_mat[li, ti]
     freq = np.bincount(target_rows, minlength=n).astype(np.float64)
     group_freq = np.bincount(grp_np[target_rows], minlength=int(grp_np.max()) + 1)[grp_np]
@@ -472,7 +469,7 @@ def _train(model: OutfitNet, f: _Features, looks: list[np.ndarray], cfg: OutfitC
             order, pos = rng.permutation(examples), 0
         b = order[pos : pos + cfg.batch_size]
         pos += cfg.batch_size
-        loss = _step(model, f, look_mat[li[b]], ti[b], cfg, rng, fine_pool, group_pool, logq)
+        loss = _step(model, f, look_mat[li[b]], ti[b], cfg, rng, pools, wide, logq)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -484,7 +481,7 @@ def _train(model: OutfitNet, f: _Features, looks: list[np.ndarray], cfg: OutfitC
 
 
 def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray, cfg: OutfitConfig,
-          rng: np.random.Generator, fine_pool: dict, group_pool: dict, logq: torch.Tensor) -> torch.Tensor:
+          rng: np.random.Generator, pools: "_Pools", wide: "_Pools | None", logq: torch.Tensor) -> torch.Tensor:
     """The loss of one batch of (look, target position) examples."""
     size = len(tp)
     target = rows_look[np.arange(size), tp]
@@ -504,7 +501,7 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
     q_rows = np.take_along_axis(rows_look, packed, 1)
     q_pad = ~np.take_along_axis(keep, packed, 1)
     q_rows[q_pad] = 0
-    negs = _negatives(cfg, rng, target, f, fine_pool, group_pool)
+    negs = _negatives(cfg, rng, target, f, pools, wide)
     cand_rows = np.concatenate([target, negs.ravel()])
     every = torch.as_tensor(np.concatenate([q_rows.ravel(), cand_rows]))
     uniq, inv = torch.unique(every, return_inverse=True)
@@ -533,26 +530,43 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
     return F.cross_entropy(torch.cat(parts, dim=1), torch.zeros(size, dtype=torch.long))
 
 
-def _negatives(cfg: OutfitConfig, rng: np.random.Generator, target: np.ndarray, f: _Features,
-               fine_pool: dict, group_pool: dict) -> np.ndarray:
-    """``fine_negatives`` draws per example from the target's fine category among training-look
-    items (its group's where the category has fewer than two); with ``catalogue_negatives``, that
-    share of the draws from the fine category (group) of the whole catalogue."""
-    negs = np.empty((len(target), cfg.fine_negatives), np.int64)
-    if not cfg.fine_negatives:
+@dataclass(frozen=True)
+class _Pools:
+    """Items negatives are drawn from, by fine category and by group."""
+
+    fine: dict
+    group: dict
+
+    @classmethod
+    def of(cls, items: np.ndarray, fine: np.ndarray, grp: np.ndarray) -> "_Pools":
+        return cls({v: items[fine[items] == v] for v in np.unique(fine[items])},
+                   {v: items[grp[items] == v] for v in np.unique(grp[items])})
+
+    def draw(self, rng: np.random.Generator, target: np.ndarray, f: _Features, count: int) -> np.ndarray:
+        """``count`` draws per example from the target's fine category (its group's where the
+        category has fewer than two items here)."""
+        negs = np.empty((len(target), count), np.int64)
+        fine = f.fine.numpy()[target]
+        for v in np.unique(fine):
+            m = np.nonzero(fine == v)[0]
+            pool = self.fine.get(v)
+            if pool is None or len(pool) < 2:
+                pool = self.group[int(f.grp[target[m[0]]])]
+            negs[m] = pool[rng.integers(0, len(pool), size=(len(m), count))]
         return negs
-    if "look" in fine_pool:
-        look = _negatives(cfg, rng, target, f, fine_pool["look"], group_pool["look"])
-        every = _negatives(cfg, rng, target, f, fine_pool["all"], group_pool["all"])
-        return np.where(rng.random(look.shape) < cfg.catalogue_negatives, every, look)
-    fine = f.fine.numpy()[target]
-    for v in np.unique(fine):
-        m = np.nonzero(fine == v)[0]
-        pool = fine_pool.get(v)
-        if pool is None or len(pool) < 2:
-            pool = group_pool[int(f.grp[target[m[0]]])]
-        negs[m] = pool[rng.integers(0, len(pool), size=(len(m), cfg.fine_negatives))]
-    return negs
+
+
+def _negatives(cfg: OutfitConfig, rng: np.random.Generator, target: np.ndarray, f: _Features,
+               pools: _Pools, wide: _Pools | None) -> np.ndarray:
+    """``fine_negatives`` draws per example among training-look items (``pools``); with ``wide``
+    (the whole catalogue's), a share ``catalogue_negatives`` of them from there."""
+    if not cfg.fine_negatives:
+        return np.empty((len(target), 0), np.int64)
+    look = pools.draw(rng, target, f, cfg.fine_negatives)
+    if wide is None:
+        return look
+    every = wide.draw(rng, target, f, cfg.fine_negatives)
+    return np.where(rng.random(look.shape) < cfg.catalogue_negatives, every, look)
 
 
 def _calibrate(model: OutfitNet, f: _Features, looks: list[np.ndarray], rng: np.random.Generator,
