@@ -135,20 +135,10 @@ def _read_rows(path: str, rows: np.ndarray, dest: np.ndarray, into: dict[str, np
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
-    """Rows of a fixed-size-list column as one contiguous float32 matrix, gathered chunk by chunk
-    from the chunks' own buffers (no copy of the whole column first)."""
-    width = column.type.list_size
-    out = np.empty((len(rows), width), dtype=np.float32)
-    order = np.argsort(rows, kind="stable")
-    ends = np.cumsum([len(chunk) for chunk in column.chunks])
-    cut = np.searchsorted(rows[order], np.concatenate([[0], ends]), side="left")
-    for i, chunk in enumerate(column.chunks):
-        at = order[cut[i] : cut[i + 1]]
-        if not len(at):
-            continue
-        values = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-        out[at] = values[rows[at] - (ends[i] - len(chunk))]
-    return out
+    """Rows of a fixed-size-list column as one contiguous float32 matrix."""
+    col = column.combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
+    return np.ascontiguousarray(values[rows], dtype=np.float32)
 
 
 def read_rejects(data: DataDir, encoder_key: str, item_ids: list[str]) -> pl.DataFrame:
