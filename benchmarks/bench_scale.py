@@ -92,6 +92,7 @@ def main() -> None:
     from fashionrec.compat.tracking import load_champion
     from fashionrec.core import schemas as S
     from fashionrec.core.config import TopKConfig
+    from fashionrec.embedding.backbones import encoder_key
     from fashionrec.embedding.plan import hash_images
     from fashionrec.embedding.store import load_item_vectors
     from fashionrec.storage.data_dir import DataDir
@@ -113,6 +114,10 @@ def main() -> None:
     print(f"catalogue of {n} items written in {time.perf_counter() - t:.1f}s to {work}", flush=True)
 
     flow(lambda: None, name="warm-up")()  # the Prefect temporary server starts here, not in the clock
+    # the store's memory-mappable mirrors are written on its first read: here, not in the full
+    # refresh's clock, as on any night after the first (a full refresh for a new champion, say)
+    load_item_vectors(hash_images(filter_categories(load_catalog(catalog / "shop.toml")).items), data,
+                      encoder_key(BACKBONE))
     params = dict(catalog=str(catalog / "shop.toml"), data_dir=str(data.local), backbone=BACKBONE, k=10,
                   lock_timeout_s=0.0)
     t = time.perf_counter()

@@ -51,7 +51,8 @@ def remove_dead_temporaries(data: DataDir, encoder_key: str) -> list[Path]:
     """Delete the half-written ``.<name>.<pid>.tmp`` files of processes that died (SIGKILL,
     power loss) in an encoder's store; a live process's temporaries are left alone."""
     removed = []
-    for tmp in [*data.embeddings(encoder_key).glob(".*.tmp"), *data.rejects(encoder_key).glob(".*.tmp")]:
+    for tmp in [*data.embeddings(encoder_key).glob(".*.tmp"), *data.rejects(encoder_key).glob(".*.tmp"),
+                *data.mirrors(encoder_key).glob(".*.tmp")]:
         try:
             pid = int(tmp.name.rsplit(".", 2)[-2])
         except ValueError:
@@ -79,12 +80,9 @@ def load_item_vectors(
     Returns the vectors of every item that has one, and the items that have none (rejected or
     never embedded) with their reject reason where one was recorded.
     """
-    parts = _parts(data, encoder_key)
-    # the hashes first (one small column per part), then the vectors of the rows wanted, batch by
-    # batch straight into the result: decoding a whole part first costs a second copy of every
-    # vector in fresh memory, the larger part of the stage at 50,000 items
-    frames = [pl.from_arrow(pq.read_table(p, columns=[S.IMAGE_SHA256], memory_map=True))
-              .with_columns(pl.lit(i, pl.Int32).alias("_part")).with_row_index("_row") for i, p in enumerate(parts)]
+    parts = [_mirrored(data, Path(p)) for p in _parts(data, encoder_key)]
+    frames = [pl.from_arrow(part.select([S.IMAGE_SHA256])).with_columns(pl.lit(i, pl.Int32).alias("_part"))
+              .with_row_index("_row") for i, part in enumerate(parts)]
     store = (pl.concat(frames) if frames else
              pl.DataFrame(schema={"_row": pl.UInt32, S.IMAGE_SHA256: pl.String, "_part": pl.Int32}))
     store = store.unique(subset=[S.IMAGE_SHA256], keep="first", maintain_order=True)
@@ -93,45 +91,64 @@ def load_item_vectors(
     missing = joined.filter(pl.col("_row").is_null()).drop("_row", "_part")
     if not found.height:
         return ItemVectors(found.drop("_row", "_part"), np.zeros((0, 0), np.float32), encoder_key, None), missing
-    schema = pq.read_schema(parts[0])
-    vectors = np.empty((found.height, schema.field(S.VECTOR).type.list_size), np.float32)
-    colours = np.empty((found.height, schema.field(S.COLOUR).type.list_size), np.float32)
     part_of, row_of = found["_part"].to_numpy(), found["_row"].to_numpy().astype(np.int64)
-    for i, path in enumerate(parts):
-        mine = np.nonzero(part_of == i)[0]
-        if len(mine):
-            _read_rows(path, row_of[mine], mine, {S.VECTOR: vectors, S.COLOUR: colours})
-    return ItemVectors(found.drop("_row", "_part"), vectors, encoder_key, colours), missing
+    out = {}
+    for name in (S.VECTOR, S.COLOUR):
+        out[name] = np.empty((found.height, parts[0].schema.field(name).type.list_size), np.float32)
+        for i, part in enumerate(parts):
+            mine = np.nonzero(part_of == i)[0]
+            if len(mine):
+                _gather(_matrix(part.column(name)), row_of[mine], mine, out[name])
+    return ItemVectors(found.drop("_row", "_part"), out[S.VECTOR], encoder_key, out[S.COLOUR]), missing
 
 
-def _read_rows(path: str, rows: np.ndarray, dest: np.ndarray, into: dict[str, np.ndarray],
-               batch_size: int = 8192) -> None:
-    """Copy rows ``rows`` of a part's fixed-size-list columns to rows ``dest`` of ``into``'s
-    matrices, one decoded batch at a time."""
-    part = pq.ParquetFile(path, memory_map=True)
-    where = np.full(part.metadata.num_rows, -1, np.int64)
-    order = np.argsort(rows, kind="stable")
-    rows, dest = rows[order], dest[order]
-    unique, first = np.unique(rows, return_index=True)
-    where[unique] = dest[first]  # items sharing one image: the first is read, the others copied below
-    at = 0
-    for batch in part.iter_batches(batch_size=batch_size, columns=list(into)):
-        n = batch.num_rows
-        to = where[at : at + n]
-        take = np.nonzero(to >= 0)[0]
-        if len(take):
-            for name, out in into.items():
-                values = batch.column(name).flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
-                if len(take) == n:  # the usual case: every row of the batch wanted
-                    out[to] = values
-                else:
-                    out[to[take]] = values[take]
-        at += n
-    copies = np.ones(len(rows), bool)
-    copies[first] = False
-    if copies.any():
-        for out in into.values():
-            out[dest[copies]] = out[where[rows[copies]]]
+_MIRROR_COLUMNS = [S.IMAGE_SHA256, S.VECTOR, S.COLOUR]
+
+
+def _mirrored(data: DataDir, part: Path) -> pa.Table:
+    """A part's hashes, vectors and colour descriptors, memory-mapped from its Arrow IPC mirror
+    (``DataDir.part_mirror``): no decoding, and pages the OS already caches. The mirror is
+    written on the part's first read and rewritten when the part's size or mtime differ from
+    those it records; where it cannot be written, the part is read from Parquet as before."""
+    mirror = data.part_mirror(part)
+    st = part.stat()
+    stamp = {b"part_size": str(st.st_size).encode(), b"part_mtime_ns": str(st.st_mtime_ns).encode()}
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(mirror))).read_all()
+        meta = table.schema.metadata or {}
+        if all(meta.get(k) == v for k, v in stamp.items()):
+            return table
+    except (OSError, pa.ArrowInvalid):
+        pass  # missing, half-written or not an IPC file: rebuilt below
+    table = pq.read_table(part, columns=_MIRROR_COLUMNS).combine_chunks()  # one record batch: one view
+    table = table.replace_schema_metadata(stamp)
+    tmp = mirror.with_name(f".{mirror.name}.{os.getpid()}.tmp")
+    try:
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+        os.replace(tmp, mirror)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not write the memory-mappable copy of %s (%s): reading it from Parquet", part, exc)
+    return table
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column as a (rows, size) float32 matrix: a view of the column's buffer
+    when it is one chunk (a mirror's), else a copy."""
+    col = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+
+
+def _gather(source: np.ndarray, rows: np.ndarray, dest: np.ndarray, out: np.ndarray, block: int = 2048) -> None:
+    """``out[dest] = source[rows]``, a block of rows at a time (a small temporary, reused)."""
+    for s in range(0, len(rows), block):
+        d = dest[s : s + block]
+        if d[-1] - d[0] == len(d) - 1:  # consecutive destination rows (the usual case): no temporary
+            np.take(source, rows[s : s + block], axis=0, out=out[d[0] : d[-1] + 1])
+        else:
+            out[d] = source[rows[s : s + block]]
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:

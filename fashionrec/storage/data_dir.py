@@ -3,6 +3,8 @@
 A data dir holds what fashionrec keeps between runs::
 
     <data>/embeddings/<encoder key>/part-*.parquet     the embedding store (by image sha256)
+                                  /mirror/part-*.arrow     each part's vectors as memory-mappable Arrow IPC
+                                                           (local only, rebuilt from its part when missing)
     <data>/embeddings/stat-cache.parquet               image files' size and mtime (ETag) when hashed
                                   /plans/shard-*.parquet    planned shards (resume after a crash)
                                   /rejects/rejects-*.parquet images a shard could not embed
@@ -36,6 +38,7 @@ EMBEDDINGS = "embeddings"
 TEXT = "text"
 TEXT_CURRENT = "CURRENT"
 PLANS = "plans"
+MIRROR = "mirror"
 STAT_CACHE = "stat-cache.parquet"
 REJECTS = "rejects"
 LOOKS = "looks"
@@ -98,6 +101,14 @@ class DataDir:
     def embedding_part(self, encoder_key: str, shard_id: str) -> Path:
         """A shard's vectors: present once the shard is done."""
         return self.embeddings(encoder_key) / f"part-{shard_id}.parquet"
+
+    def mirrors(self, encoder_key: str) -> Path:
+        return self.embeddings(encoder_key) / MIRROR
+
+    def part_mirror(self, part: Path) -> Path:
+        """An embedding part's vectors as an uncompressed Arrow IPC file, read memory-mapped: a
+        local cache of the part (never pushed to a remote data dir), rebuilt when missing or stale."""
+        return part.parent / MIRROR / f"{part.stem}.arrow"
 
     def shard_plan(self, encoder_key: str, shard_id: str) -> Path:
         """A planned shard's items (so an interrupted run resumes the very same shard)."""

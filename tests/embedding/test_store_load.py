@@ -1,7 +1,11 @@
 """Loading items' vectors from the embedding store: by image hash, across parts, for items that
-share one image, and none for an item whose image is not in the store."""
+share one image, and none for an item whose image is not in the store; read through each part's
+memory-mappable mirror, which is rebuilt when it is stale or broken and is never needed."""
 
 from __future__ import annotations
+
+import logging
+import os
 
 import numpy as np
 import polars as pl
@@ -41,3 +45,42 @@ def test_vectors_by_hash_across_parts_shared_images_and_missing(tmp_path):
     for i, sha in enumerate(vectors.items[S.IMAGE_SHA256].to_list()):
         np.testing.assert_array_equal(vectors.vectors[i], stored[sha][0])
         np.testing.assert_array_equal(vectors.colours[i], stored[sha][1])
+
+
+def _items(shas: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({S.ITEM_ID: [f"item-{s}" for s in shas], S.GROUP: ["tops"] * len(shas), S.IMAGE_SHA256: shas})
+
+
+def _assert_loaded(data: DataDir, stored: dict) -> None:
+    vectors, missing = load_item_vectors(_items(sorted(stored)), data, KEY)
+    assert missing.height == 0
+    for i, sha in enumerate(vectors.items[S.IMAGE_SHA256].to_list()):
+        np.testing.assert_array_equal(vectors.vectors[i], stored[sha][0])
+        np.testing.assert_array_equal(vectors.colours[i], stored[sha][1])
+
+
+def test_the_mirror_is_written_on_first_read_and_rebuilt_when_stale_or_broken(tmp_path, caplog):
+    data = DataDir.open(tmp_path)
+    rng = np.random.default_rng(2)
+    shas = [f"s{i:03d}" for i in range(50)]
+    stored = _part(data, "a", shas, rng)
+    part = data.embedding_part(KEY, "a")
+    mirror = data.part_mirror(part)
+    _assert_loaded(data, stored)
+    assert mirror.is_file()
+    _assert_loaded(data, stored)  # from the mirror
+
+    stored = _part(data, "a", shas, rng)  # the part rewritten under its name: other vectors
+    os.utime(part, ns=(1, 1))  # whatever its mtime, its size or mtime differ from the mirror's record
+    _assert_loaded(data, stored)
+
+    mirror.write_bytes(b"not an arrow file")
+    _assert_loaded(data, stored)
+    assert mirror.read_bytes()[:6] == b"ARROW1"  # rebuilt
+
+    mirror.unlink()
+    mirror.mkdir()  # a mirror that cannot be written (a folder in its way): read from Parquet, with a warning
+    with caplog.at_level(logging.WARNING, logger="fashionrec.embedding.store"):
+        _assert_loaded(data, stored)
+    assert mirror.is_dir() and "could not write the memory-mappable copy" in caplog.text
+    assert [p.name for p in mirror.parent.iterdir()] == [mirror.name]  # no temporary left behind
