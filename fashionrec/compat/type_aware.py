@@ -184,8 +184,11 @@ class TypeAwareNet(PairwiseModel, nn.Module):
             w, b = self.embed.weight.double(), self.embed.bias.double()
             x = torch.from_numpy(vectors.vectors)
             general = torch.empty((x.shape[0], w.shape[0]), dtype=torch.float64)  # once: N x space_dim
-            for s in range(0, x.shape[0], 8192):  # by blocks: no float64 copy of every vector at once
-                torch.addmm(b, x[s : s + 8192].double(), w.T, out=general[s : s + 8192])
+            block = torch.empty((min(2048, x.shape[0]), x.shape[1]), dtype=torch.float64)  # reused: no float64
+            for s in range(0, x.shape[0], len(block)):  # copy of every vector, nor fresh memory per block
+                n = min(len(block), x.shape[0] - s)
+                block[:n].copy_(x[s : s + n])
+                torch.addmm(b, block[:n], w.T, out=general[s : s + n])
 
         def space(group: str, rows: np.ndarray, other: str, cand_rows: np.ndarray) -> PairSpace:
             s = self.space_index(group, other)
