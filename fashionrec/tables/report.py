@@ -14,7 +14,7 @@ import polars as pl
 
 from fashionrec.core import schemas as S
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.tables.publish import read_manifest, read_table
+from fashionrec.tables.store import RecommendationStore
 
 
 def refresh_summary_rows(manifest: dict[str, Any]) -> list[dict[str, str]]:
@@ -55,27 +55,21 @@ class Example:
 
 
 def pick_examples(data: DataDir, run_id: str, k: int = 3) -> list[Example]:
-    """One query item per group (its first by item id), with its top-``k`` suggestions."""
-    similar = read_table(data, S.SIMILAR_TABLE, run_id)
-    compatible = read_table(data, S.COMPATIBLE_TABLE, run_id)
-    items = read_table(data, S.ITEMS_TABLE, run_id).sort(S.ITEM_ID)
+    """One query item per group (its first by item id), with its top-``k`` suggestions (looked
+    up in the sorted tables: the tables themselves are not read whole)."""
+    store = RecommendationStore(data, run_id)
+    items = store.items.sort(S.ITEM_ID)
     examples = []
-    groups = read_manifest(data, run_id).get("groups") or sorted(items[S.GROUP].unique().to_list())
-    for group in groups:
+    for group in store.groups:
         first = items.filter(pl.col(S.GROUP) == group).head(1)
         if first.height == 0:
             continue
         item = first[S.ITEM_ID][0]
-        sim = similar.filter((pl.col(S.ITEM_ID) == item) & (pl.col(S.RANK) <= k)).sort(S.RANK)
-        comp = compatible.filter((pl.col(S.ITEM_ID) == item) & (pl.col(S.RANK) <= k)).sort(
-            [S.NEIGHBOR_CATEGORY, S.RANK]
-        )
         by_group: dict[str, list[tuple[str, float]]] = {}
-        for row in comp.iter_rows(named=True):
+        for row in store.compatible(item, k=k).iter_rows(named=True):
             by_group.setdefault(row[S.NEIGHBOR_CATEGORY], []).append((row[S.NEIGHBOR_ID], row[S.SCORE]))
-        examples.append(
-            Example(item, group, [(r[S.NEIGHBOR_ID], r[S.SCORE]) for r in sim.iter_rows(named=True)], by_group)
-        )
+        similar = [(r[S.NEIGHBOR_ID], r[S.SCORE]) for r in store.similar(item, k=k).iter_rows(named=True)]
+        examples.append(Example(item, group, similar, by_group))
     return examples
 
 
