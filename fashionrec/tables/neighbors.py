@@ -213,20 +213,31 @@ def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tupl
     return [(m, w / total) for m, w in kept]
 
 
+def similarity_width(vectors: ItemVectors, weights: SimilarWeights) -> int:
+    """The number of columns of ``similarity_vectors`` before its extra ones."""
+    parts = similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
+    return sum(m.shape[1] for m, _ in parts)
+
+
 def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.ndarray | None = None,
-                       extra_columns: int = 0, chunk: int = 4096) -> np.ndarray:
+                       extra_columns: int = 0, chunk: int = 4096, into: np.ndarray | None = None) -> np.ndarray:
     """The vectors whose dot product ranks similar items: ``[sqrt(w_1) part_1, sqrt(w_2) part_2, ..]``,
     of ``rows`` (None: every item), followed by ``extra_columns`` zero columns (``fine_onehot``'s).
 
     Each part has unit norm (or is zero: a title without colour words), so the dot product of
     two such vectors is ``sum_i w_i cos(part_i)``: the kind (CNN), the colour of the product and
     what its title says. Without colours or titles, the CNN vectors alone. Written in one
-    allocation, a chunk of rows at a time (no full-size temporaries).
+    allocation, a chunk of rows at a time (no full-size temporaries); into ``into``'s memory (a flat
+    float32 buffer the caller reuses from one group to the next) where it is large enough.
     """
     rows = np.arange(vectors.vectors.shape[0]) if rows is None else np.asarray(rows)
     parts = similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
-    width = sum(m.shape[1] for m, _ in parts)
-    out = np.empty((len(rows), width + extra_columns), dtype=np.float32)
+    width = similarity_width(vectors, weights)
+    shape = (len(rows), width + extra_columns)
+    if into is not None and into.dtype == np.float32 and into.size >= shape[0] * shape[1]:
+        out = into[: shape[0] * shape[1]].reshape(shape)
+    else:
+        out = np.empty(shape, dtype=np.float32)
     out[:, width:] = 0.0
     for s in range(0, len(rows), chunk):
         r, at = rows[s : s + chunk], 0

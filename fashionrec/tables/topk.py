@@ -450,10 +450,19 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
     fresh = _fresh(vectors, previous)
     moves = _Moves.of(vectors, previous) if why is None else None
     families, states, total, recomputed = [], [], 0, 0
-    for group, rows in vectors.group_rows().items():
-        codes = neighbors.fine_category_codes(vectors, rows)
-        fine = config.fine_first and bool((codes >= 0).any())
-        xg = neighbors.similarity_vectors(vectors, weights, rows, neighbors.fine_width(codes) if fine else 0)
+    groups = vectors.group_rows()
+    codes_of = {group: neighbors.fine_category_codes(vectors, rows) for group, rows in groups.items()}
+    extra_of = {group: neighbors.fine_width(codes) if config.fine_first and bool((codes >= 0).any()) else 0
+                for group, codes in codes_of.items()}
+    # one group's similarity vectors at a time, in one buffer sized for the largest (fresh memory is
+    # slow to touch); not where blocks go to a cluster: what is scattered there may be held by
+    # reference and found again by its content's hash
+    width = neighbors.similarity_width(vectors, weights)
+    buffer = (np.empty(max([len(rows) * (width + extra_of[g]) for g, rows in groups.items()] or [0]), np.float32)
+              if run_blocks is None else None)
+    for group, rows in groups.items():
+        codes, fine = codes_of[group], extra_of[group] > 0
+        xg = neighbors.similarity_vectors(vectors, weights, rows, extra_of[group], into=buffer)
         if fine:  # the fine category first: FINE_BONUS on the score of two items sharing it
             neighbors.fine_onehot(xg, codes)
         lists = _lists(xg, xg, rows, rows, fresh, True, config, previous, moves, S.SIMILAR_TABLE, group, group,
