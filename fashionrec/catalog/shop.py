@@ -221,10 +221,17 @@ def _image_paths(table: ShopTable) -> tuple[list[str | None], list[RowProblem]]:
     lines = table.rows[LINE].to_list()
     out: list[str | None] = []
     problems = []
+    remote = is_remote(spec.image)  # a URL template: the shop says where each image lives
+    plain = os.sep == "/" and root != "/" and os.path.normpath(root) == root  # a plain path needs no normpath
     for k, values in enumerate(zip(*columns) if columns else ()):
         rel = spec.image.format_map(dict(zip(fields, values)))
-        if is_remote(spec.image):  # a URL template: the shop says where each image lives
+        if remote:
             out.append(rel)
+            continue
+        wrapped = f"/{rel}/"
+        if plain and rel[:1] not in ("", "/") and "//" not in wrapped and "/./" not in wrapped \
+                and "/../" not in wrapped:
+            out.append(f"{root}/{rel}")  # what normpath(join(root, rel)) gives, without its cost
             continue
         full = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not full.startswith(root + os.sep):

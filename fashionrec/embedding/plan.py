@@ -32,9 +32,10 @@ def stat_images(paths: list[str]) -> pl.DataFrame:
     mtimes: list[int | None] = []
     etags: list[str | None] = []
     listings: dict[str, dict[str, dict]] = {}
+    any_remote = any(map(remote.is_remote, paths))
     for path in paths:
         size = mtime = etag = None
-        if remote.is_remote(path):
+        if any_remote and remote.is_remote(path):
             folder, name = path.rsplit("/", 1)
             if folder not in listings:
                 listings[folder] = _list_folder(folder)
