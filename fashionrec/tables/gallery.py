@@ -41,9 +41,10 @@ def pick_queries(items: pl.DataFrame, n: int, seed: int = 0, groups: Sequence[st
     rng = random.Random(seed)
     pools = []
     for group in groups if groups is not None else sorted(items[S.GROUP].unique().to_list()):
-        ids = sorted(items.filter(pl.col(S.GROUP) == group)[S.ITEM_ID].to_list())
-        rng.shuffle(ids)
-        pools.append(ids)
+        ids = items.filter(pl.col(S.GROUP) == group)[S.ITEM_ID].sort()
+        # as many as could be taken from the group, in a seeded random order (not a shuffle of all)
+        order = rng.sample(range(ids.len()), min(n, ids.len()))
+        pools.append(ids.gather(order[::-1]).to_list() if order else [])
     picked: list[str] = []
     while len(picked) < n and any(pools):
         for pool in pools:
@@ -117,20 +118,22 @@ def render_gallery(store: RecommendationStore, config: GalleryConfig = GalleryCo
                    queries: list[str] | None = None) -> str:
     """The gallery page of ``store``'s run as one HTML string."""
     items = store.items
+    queries = queries if queries is not None else pick_queries(items, config.items, config.seed, store.groups)
+    lists = {qid: (store.similar(qid, k=config.k), store.compatible(qid, k=config.k)) for qid in queries}
+    shown = set(queries).union(*(set(t[S.NEIGHBOR_ID].to_list()) for pair in lists.values() for t in pair))
+    items = items.filter(pl.col(S.ITEM_ID).is_in(list(shown)))  # only the items on the page
     images = dict(zip(items[S.ITEM_ID].to_list(), items[S.IMAGE].to_list()))
     groups = dict(zip(items[S.ITEM_ID].to_list(), items[S.GROUP].to_list()))
     titles = (dict(zip(items[S.ITEM_ID].to_list(), items[S.TITLE].to_list())) if S.TITLE in items.columns else {})
     thumbs = _Thumbnails(images, config.jpeg_quality, {i: t for i, t in titles.items() if t})
-    queries = queries if queries is not None else pick_queries(items, config.items, config.seed, store.groups)
     px, qpx = config.thumb_px, round(config.thumb_px * 1.5)
     cards = []
     for qid in queries:
         group = groups[qid] if qid in groups else store.item(qid)[S.GROUP]
-        similar = store.similar(qid, k=config.k)
+        similar, compatible = lists[qid]
         rows = [_row(f"Similar {html.escape(group)}", "cosine similarity",
                      [Tile(r[S.NEIGHBOR_ID], group, r[S.SCORE]) for r in similar.iter_rows(named=True)],
                      thumbs, px)]
-        compatible = store.compatible(qid, k=config.k)
         for other in (g for g in store.groups if g != group):
             part = compatible.filter(pl.col(S.NEIGHBOR_CATEGORY) == other)
             rows.append(_row(f"Goes with: {html.escape(other)}", "compatibility",
@@ -145,7 +148,7 @@ def render_gallery(store: RecommendationStore, config: GalleryConfig = GalleryCo
     m = store.manifest
     facts = [("run", store.run_id), ("created", str(m.get("created", ""))[:19].replace("T", " ")),
              ("model", f"fashion-compat v{m.get('model_version', '?')}"), ("backbone", m.get("backbone", "?")),
-             ("items", f"{m.get('items_published', items.height):,}"), ("top-K", m.get("k", "?"))]
+             ("items", f"{m.get('items_published', store.items.height):,}"), ("top-K", m.get("k", "?"))]
     meta = "".join(f"<span><b>{html.escape(k)}</b> {html.escape(str(v))}</span>" for k, v in facts)
     missing = ""
     if thumbs.rejected:

@@ -171,7 +171,8 @@ def compatible_coverage(compatible: pl.DataFrame, items: pl.DataFrame, top: int 
     the share of the group's slots held by its ``top`` most listed items (a table that sends
     every query to the same few items is useless to a shop, whatever its accuracy)."""
     sizes = dict(items.group_by(S.GROUP).len().iter_rows())
-    counts = compatible.group_by(S.NEIGHBOR_CATEGORY, S.NEIGHBOR_ID).len()
+    # an item is in one group: counted by id alone (one key column of millions, not two)
+    counts = compatible.group_by(S.NEIGHBOR_ID).agg(pl.len(), pl.col(S.NEIGHBOR_CATEGORY).first())
     out = {}
     for group, n in sorted(sizes.items()):
         c = counts.filter(pl.col(S.NEIGHBOR_CATEGORY) == group)["len"].sort(descending=True)

@@ -78,12 +78,12 @@ def diff_items(data: DataDir, current: pl.DataFrame) -> ItemChanges:
     previous_run, previous = previous_items(data)
     if previous is None:
         return ItemChanges(previous_run, current.height, 0, 0)
-    prev = dict(zip(previous[S.ITEM_ID].to_list(), previous[S.IMAGE_SHA256].to_list()))
-    now = dict(zip(current[S.ITEM_ID].to_list(), current[S.IMAGE_SHA256].to_list()))
-    new = sum(1 for i in now if i not in prev)
-    removed = sum(1 for i in prev if i not in now)
-    changed = sum(1 for i, sha in now.items() if i in prev and prev[i] != sha)
-    return ItemChanges(previous_run, new, removed, changed)
+    key = [S.ITEM_ID, S.IMAGE_SHA256]
+    prev = previous.select(key).unique(subset=[S.ITEM_ID], keep="last")
+    now = current.select(key).unique(subset=[S.ITEM_ID], keep="last")
+    both = now.join(prev, on=S.ITEM_ID, how="inner", suffix="_prev")
+    changed = both.filter(pl.col(S.IMAGE_SHA256).ne_missing(pl.col(f"{S.IMAGE_SHA256}_prev"))).height
+    return ItemChanges(previous_run, now.height - both.height, prev.height - both.height, changed)
 
 
 def build_rejects(embedded: EmbedOutcome, data: DataDir) -> pa.Table:
