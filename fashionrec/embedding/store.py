@@ -80,7 +80,7 @@ def load_item_vectors(
     Returns the vectors of every item that has one, and the items that have none (rejected or
     never embedded) with their reject reason where one was recorded.
     """
-    parts = [_mirrored(data, Path(p)) for p in _parts(data, encoder_key)]
+    parts = [_mirrored(data, encoder_key, Path(p)) for p in _parts(data, encoder_key)]
     frames = [pl.from_arrow(part.select([S.IMAGE_SHA256])).with_columns(pl.lit(i, pl.Int32).alias("_part"))
               .with_row_index("_row") for i, part in enumerate(parts)]
     store = (pl.concat(frames) if frames else
@@ -105,12 +105,12 @@ def load_item_vectors(
 _MIRROR_COLUMNS = [S.IMAGE_SHA256, S.VECTOR, S.COLOUR]
 
 
-def _mirrored(data: DataDir, part: Path) -> pa.Table:
+def _mirrored(data: DataDir, encoder_key: str, part: Path) -> pa.Table:
     """A part's hashes, vectors and colour descriptors, memory-mapped from its Arrow IPC mirror
     (``DataDir.part_mirror``): no decoding, and pages the OS already caches. The mirror is
     written on the part's first read and rewritten when the part's size or mtime differ from
     those it records; where it cannot be written, the part is read from Parquet as before."""
-    mirror = data.part_mirror(part)
+    mirror = data.part_mirror(encoder_key, part)
     st = part.stat()
     stamp = {b"part_size": str(st.st_size).encode(), b"part_mtime_ns": str(st.st_mtime_ns).encode()}
     try:

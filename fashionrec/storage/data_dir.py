@@ -105,10 +105,10 @@ class DataDir:
     def mirrors(self, encoder_key: str) -> Path:
         return self.embeddings(encoder_key) / MIRROR
 
-    def part_mirror(self, part: Path) -> Path:
+    def part_mirror(self, encoder_key: str, part: Path) -> Path:
         """An embedding part's vectors as an uncompressed Arrow IPC file, read memory-mapped: a
         local cache of the part (never pushed to a remote data dir), rebuilt when missing or stale."""
-        return part.parent / MIRROR / f"{part.stem}.arrow"
+        return self.mirrors(encoder_key) / f"{part.stem}.arrow"
 
     def shard_plan(self, encoder_key: str, shard_id: str) -> Path:
         """A planned shard's items (so an interrupted run resumes the very same shard)."""

@@ -213,10 +213,13 @@ def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tupl
     return [(m, w / total) for m, w in kept]
 
 
+def _vector_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[np.ndarray, float]]:
+    return similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
+
+
 def similarity_width(vectors: ItemVectors, weights: SimilarWeights) -> int:
     """The number of columns of ``similarity_vectors`` before its extra ones."""
-    parts = similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
-    return sum(m.shape[1] for m, _ in parts)
+    return sum(m.shape[1] for m, _ in _vector_parts(vectors, weights))
 
 
 def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.ndarray | None = None,
@@ -231,8 +234,8 @@ def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.n
     float32 buffer the caller reuses from one group to the next) where it is large enough.
     """
     rows = np.arange(vectors.vectors.shape[0]) if rows is None else np.asarray(rows)
-    parts = similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
-    width = similarity_width(vectors, weights)
+    parts = _vector_parts(vectors, weights)
+    width = sum(m.shape[1] for m, _ in parts)
     shape = (len(rows), width + extra_columns)
     if into is not None and into.dtype == np.float32 and into.size >= shape[0] * shape[1]:
         out = into[: shape[0] * shape[1]].reshape(shape)

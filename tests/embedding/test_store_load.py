@@ -65,7 +65,7 @@ def test_the_mirror_is_written_on_first_read_and_rebuilt_when_stale_or_broken(tm
     shas = [f"s{i:03d}" for i in range(50)]
     stored = _part(data, "a", shas, rng)
     part = data.embedding_part(KEY, "a")
-    mirror = data.part_mirror(part)
+    mirror = data.part_mirror(KEY, part)
     _assert_loaded(data, stored)
     assert mirror.is_file()
     _assert_loaded(data, stored)  # from the mirror
