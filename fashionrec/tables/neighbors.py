@@ -274,6 +274,19 @@ def fine_category_codes(vectors: ItemVectors, rows: np.ndarray) -> np.ndarray:
 SELECT_EXTRA = 8  # candidates taken per row by the fast float32 pass beyond the depth kept
 
 
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """Each row's Euclidean norm, in float32, without the full-size temporary of
+    ``np.linalg.norm(x, axis=1)`` (fresh memory costs more here than the arithmetic)."""
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def dot_error_bound(q: np.ndarray, c_max_norm: float) -> np.ndarray:
+    """For each row of ``q``: a bound on the error of a float32 dot product with any candidate
+    of norm at most ``c_max_norm``, ``(d + 3) 2^-24 |q| |c|``, with 1% slack (it also covers
+    the float32 rounding of the norms) and an absolute floor for the zero vector."""
+    return (q.shape[1] + 3) * 2.0**-24 * 1.01 * row_norms(q) * c_max_norm + 2.0**-22
+
+
 def det_scores(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Scores of query ``q_rows[r]`` against candidates ``idx[r, :]``: float32 of a float64 dot.
 
@@ -342,9 +355,8 @@ def exact_lists(
     order = np.lexsort((sidx, -dv), axis=1)[:, :de]
     idx, val = np.take_along_axis(sidx, order, 1), np.take_along_axis(dv, order, 1)
     if sel < n_c - excl:
-        d = q.shape[1]
-        err = (d + 3) * 2.0**-24 * 1.01 * np.linalg.norm(q, axis=1) * float(np.linalg.norm(c, axis=1).max())
-        unsure = np.nonzero(val[:, -1] <= sval[:, -1] + err + 2.0**-22)[0]
+        err = dot_error_bound(q, float(row_norms(c).max()))
+        unsure = np.nonzero(val[:, -1] <= sval[:, -1] + err)[0]
         for r in unsure:
             idx[r], val[r] = _exact_row(q, c, int(r), de, -1 if self_pos is None else int(self_pos[r]))
         if len(unsure):

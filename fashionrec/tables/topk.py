@@ -185,8 +185,9 @@ def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) ->
     path = data.topk_state(run_id, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(state, tmp, compression={c: ("none" if c in (S.NEIGHBOR_ROWS, S.SCORES) else "snappy")
-                                            for c in state.column_names})
+    lists = (S.NEIGHBOR_ROWS, S.SCORES)  # row numbers and scores: neither compress nor repeat
+    pq.write_table(state, tmp, compression={c: ("none" if c in lists else "snappy") for c in state.column_names},
+                   use_dictionary=[c for c in state.column_names if c not in lists])
     tmp.replace(path)
 
 
@@ -348,13 +349,13 @@ def _entering(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarr
     ``every[i]``), in row order, with their exact scores (``det_scores``). Only these few pairs
     are scored exactly: a new candidate below a list's last entry cannot be placed in it anyway."""
     c32 = np.ascontiguousarray(c[c_rows], dtype=np.float32)
-    c_norm = float(np.linalg.norm(c32, axis=1).max())
+    c_norm = float(neighbors.row_norms(c32).max())
     ct = torch.from_numpy(c32).T
     rs, js = [], []
     with torch.inference_mode():
         for s in range(0, len(q_rows), block):
             qb = np.ascontiguousarray(q[q_rows[s : s + block]], dtype=np.float32)
-            err = (q.shape[1] + 3) * 2.0**-24 * 1.01 * np.linalg.norm(qb, axis=1) * c_norm + 2.0**-22
+            err = neighbors.dot_error_bound(qb, c_norm)
             fast = torch.matmul(torch.from_numpy(qb), ct).numpy()
             r, j = np.nonzero((fast + err[:, None] >= last[s : s + block, None]) | every[s : s + block, None])
             rs.append(r + s)
