@@ -72,6 +72,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     manifest = with_runner(nightly_refresh, _runner_config(args))(
         catalog=str(args.catalog), data_dir=str(args.data), backbone=backbone, k=args.k,
         colour_weight=args.colour_weight, title_weights=args.title_weights, fine_first=args.fine_first,
+        expose=args.expose,
         split=args.split, max_reject_share=args.max_reject_share,
         lock_timeout_s=args.lock_timeout, rehash=args.rehash,
     )
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "catalogue has titles (default: %(default)s)")
     r.add_argument("--no-fine-first", dest="fine_first", action="store_false", default=TopKConfig.fine_first,
                    help="rank similar items by score alone, not the item's own fine category first")
+    r.add_argument("--no-expose", dest="expose", action="store_false", default=TopKConfig.expose,
+                   help="compatible items: the exact top K by score alone, without giving the last slot of "
+                   "a list to an item that no list shows")
     r.add_argument("--max-reject-share", type=float, default=PublishConfig.max_reject_share,
                    help="fail without publishing when more than this share of items is rejected (default: %(default)s)")
     r.add_argument("--lock-timeout", type=float, default=PublishConfig.lock_timeout_s,

@@ -50,6 +50,7 @@ def nightly_refresh(
     colour_weight: float = TopKConfig.colour_weight,
     title_weights: str = str(TopKConfig.title_weights),
     fine_first: bool = TopKConfig.fine_first,
+    expose: bool = TopKConfig.expose,
     split: str = "nondisjoint",
     shard_size: int = EmbedConfig.shard_size,
     keep_runs: int = PublishConfig.keep_runs,
@@ -63,7 +64,8 @@ def nightly_refresh(
     ``rehash``: read and hash every image, not only those whose size or mtime changed."""
     logger = get_run_logger()
     data = DataDir.open(data_dir)  # s3://...: the run works on its local copy
-    topk = TopKConfig(k=k, colour_weight=colour_weight, title_weights=title_weights, fine_first=fine_first)
+    topk = TopKConfig(k=k, colour_weight=colour_weight, title_weights=title_weights, fine_first=fine_first,
+                      expose=expose)
     publishing = PublishConfig(keep_runs, retire_grace_s, max_reject_share, lock_timeout_s)
     clock = Stopwatch()
     with DataDirLock(data, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):

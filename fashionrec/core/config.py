@@ -119,10 +119,21 @@ class TopKConfig:
     # neighbours kept per list beyond K in the run's private deep lists, so that the next refresh
     # can drop removed items from a list without recomputing it (until fewer than K are left)
     depth_margin: int = 10
+    # compatible items: an item in no list's top K but within some list's depth (K + margin)
+    # takes the last slot of the list where it ranks best, when the entry displaced keeps a slot
+    # elsewhere (``neighbors.expose``): every product that ranks anywhere near gets shown
+    expose: bool = True
 
     @property
     def depth(self) -> int:
         return self.k + self.depth_margin
+
+    @property
+    def expose_depth(self) -> int:
+        """How deep ``expose`` looks for a list to give an uncovered item (K: it does not): half
+        the margin, so that a refresh whose deep lists lost a few entries to removals still
+        knows that much of them exactly and need not recompute them."""
+        return self.k + (max(1, self.depth_margin // 2) if self.expose and self.depth_margin else 0)
 
     def __post_init__(self) -> None:
         check_range(self, "k", 1)

@@ -8,7 +8,7 @@ the N x N matrix never exists.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -391,3 +391,63 @@ def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     has = np.nonzero(codes >= 0)[0]
     x[has, start + codes[has]] = np.float32(np.sqrt(FINE_BONUS))
     return x
+
+
+def expose(families: Sequence[Family], k: int) -> tuple[list[Family], int]:
+    """Cut deep lists to ``k``, giving a slot to every candidate that would otherwise get none.
+
+    A candidate that is in no list's top ``k`` but within some list's depth takes the last
+    (k-th) slot of the list where it ranks best (then: higher score, earlier family, lower query
+    row), provided the entry it displaces keeps a slot in another list and that list's last slot
+    was not given already; else its next-best list is tried. So no covered item loses its last
+    slot, every list stays in score order (the newcomer scores no higher than the entry it
+    replaces), at most one entry per list changes, and the result depends on the lists alone
+    (an incremental refresh that reproduces the deep lists reproduces this too). Candidates in
+    no list's depth stay uncovered: the table does not invent scores. Returns the cut lists and
+    the number of items given a slot."""
+    ks = [min(k, f.idx.shape[1], len(f.cand_rows)) for f in families]  # a short group: its whole list
+    cut = [f.idx[:, :kf].copy() for f, kf in zip(families, ks)]
+    scores = [np.asarray(f.scores)[:, :kf].copy() for f, kf in zip(families, ks)]
+    if not families:
+        return [], 0
+    n = 1 + max((int(np.max(f.cand_rows)) for f in families if len(f.cand_rows)), default=-1)
+    count = np.zeros(max(n, 0), np.int64)
+    for f, c in zip(families, cut):
+        got = c[c >= 0]
+        np.add.at(count, np.asarray(f.cand_rows, np.int64)[got], 1)
+    opts = []  # (candidate row, rank, score, family, query position, index into cand_rows)
+    for fi, (f, kf) in enumerate(zip(families, ks)):
+        deep = f.idx[:, kf:]
+        if not deep.size or kf == 0:
+            continue
+        p, r = np.nonzero(deep >= 0)
+        g = np.asarray(f.cand_rows, np.int64)[deep[p, r]]
+        lone = count[g] == 0
+        p, r, g = p[lone], r[lone], g[lone]
+        opts.append((g, r + kf, np.asarray(f.scores)[p, r + kf].astype(np.float64), np.full(len(p), fi), p,
+                     deep[p, r]))
+    g, r, s, fam, p, j = (np.concatenate(x) for x in zip(*opts)) if opts else [np.zeros(0, np.int64)] * 6
+    if not len(g):
+        return [replace(f, idx=c, scores=sc) for f, c, sc in zip(families, cut, scores)], 0
+    order = np.lexsort((p, fam, -s, r, g))  # per candidate, its lists best first
+    g, r, s, fam, p, j = g[order], r[order], s[order], fam[order], p[order], j[order]
+    starts = np.nonzero(np.r_[True, g[1:] != g[:-1]])[0]
+    ends = np.r_[starts[1:], len(g)]
+    first = np.lexsort((g[starts], -s[starts], r[starts]))  # candidates by their best rank, then score
+    given, gained = [np.zeros(len(f.rows), bool) for f in families], 0
+    for ci in first:
+        for o in range(starts[ci], ends[ci]):
+            fi, q = fam[o], p[o]
+            last = ks[fi] - 1
+            victim = cut[fi][q, last]
+            if given[fi][q] or victim < 0:
+                continue
+            vg = int(families[fi].cand_rows[victim])
+            if count[vg] < 2:
+                continue
+            cut[fi][q, last], scores[fi][q, last] = j[o], families[fi].scores[q, r[o]]
+            count[vg] -= 1
+            count[g[o]] += 1
+            given[fi][q], gained = True, gained + 1
+            break
+    return [replace(f, idx=c, scores=sc) for f, c, sc in zip(families, cut, scores)], gained

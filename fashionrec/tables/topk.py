@@ -417,14 +417,15 @@ def _prev_candidates(previous: PreviousTopK, group: str) -> int:
 
 
 def _lists(q, c, rows, cand_rows, fresh, same_group, config, previous, moves, table, group, other, incremental,
-           run_blocks):
+           run_blocks, keep: int):
     """One family's lists: updated from the previous run's when ``incremental`` and it has them,
-    else in full."""
+    else in full. The first ``keep`` entries of every list are exact (an updated list shorter
+    than that is recomputed); the rest of the depth is kept where known."""
     deep = previous.lists.get(table) if incremental and previous is not None else None
     family = deep.families.get((group, other)) if deep is not None else None
     if family is None:
         return _full(q, c, config.depth, same_group, config, run_blocks)
-    return _update(q, c, rows, cand_rows, fresh, same_group, config.depth, config.k, deep, family, moves,
+    return _update(q, c, rows, cand_rows, fresh, same_group, config.depth, keep, deep, family, moves,
                    _prev_candidates(previous, other) - (1 if same_group else 0), config, run_blocks)
 
 
@@ -467,7 +468,7 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
         if fine:  # the fine category first: FINE_BONUS on the score of two items sharing it
             neighbors.fine_onehot(xg, codes)
         lists = _lists(xg, xg, rows, rows, fresh, True, config, previous, moves, S.SIMILAR_TABLE, group, group,
-                       why is None, run_blocks)
+                       why is None, run_blocks, config.k)
         ke = min(config.k, len(rows) - 1)
         idx, val = lists.idx[:, :ke], lists.val[:, :ke]
         same = (codes[idx] == codes[:, None]) & (codes[:, None] >= 0) & (idx >= 0)
@@ -505,12 +506,12 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
             if other == group:
                 continue
             space = spaces(group, rows, other, cand_rows)
-            ke = min(config.k, len(cand_rows))
             if space.score_block is not None or space.bonus is not None:  # full, no deep lists
                 why = (f"full: the {type(model).__name__} scores pairs with its own block scorer"
                        if space.score_block is not None else
                        f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
-                idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.k, config.block_size,
+                idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.expose_depth,
+                                                  config.block_size,
                                                   score_block=space.score_block, bonus=space.bonus)
                 families.append(neighbors.Family(group, other, rows, cand_rows, idx, space.to_score(raw)))
                 total, recomputed = total + len(rows), recomputed + len(rows)
@@ -518,15 +519,24 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
             q = np.ascontiguousarray(space.queries.numpy())
             c = np.ascontiguousarray(space.candidates.numpy())
             lists = _lists(q, c, rows, cand_rows, fresh, False, config, previous, moves, S.COMPATIBLE_TABLE,
-                           group, other, why is None, run_blocks)
-            families.append(neighbors.Family(group, other, rows, cand_rows, lists.idx[:, :ke],
-                                             space.to_score(lists.val[:, :ke])))
+                           group, other, why is None, run_blocks, config.expose_depth)
+            keep = min(lists.idx.shape[1], config.expose_depth)
+            families.append(neighbors.Family(group, other, rows, cand_rows, lists.idx[:, :keep],
+                                             space.to_score(lists.val[:, :keep])))
             states.append(_state_rows(group, other, rows, cand_rows, lists))
             total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("compatible items: %s, %d items", group, len(rows))
+    if config.expose:
+        families, gained = neighbors.expose(families, config.k)
+        log.info("compatible items: %d items in no top %d were given the last slot of a list (expose)",
+                 gained, config.k)
+    else:
+        families, gained = [replace(f, idx=f.idx[:, : config.k], scores=f.scores[:, : config.k])
+                            for f in families], 0
     table = neighbors.lists_table(id_col, families, similar=False)
-    return TopKResult(table, _state_table(id_col, states, config.depth),
-                      _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed, time.perf_counter() - start))
+    report = _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed, time.perf_counter() - start)
+    report["expose"] = {"on": config.expose, "depth": config.expose_depth, "items_given_a_slot": gained}
+    return TopKResult(table, _state_table(id_col, states, config.depth), report)
 
 
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:

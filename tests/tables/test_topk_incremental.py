@@ -115,9 +115,10 @@ def test_det_scores_do_not_depend_on_the_batch():
     np.testing.assert_array_equal(all_at_once, one_by_one)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed):
-    config = TopKConfig(k=5, depth_margin=3, block_size=64)
+@pytest.mark.parametrize("seed, k, margin", [(0, 5, 3), (1, 5, 3), (0, 2, 4), (1, 2, 4)])
+def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed, k, margin):
+    # k = 2 leaves items of every group in no list's top K, for expose to give a slot
+    config = TopKConfig(k=k, depth_margin=margin, block_size=64)
     model = _model(seed)
     cat = Catalogue(400, seed)
     # ties: several items of one group share one vector exactly
@@ -152,6 +153,10 @@ def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed):
         assert r.report["lists_recomputed"] < r.report["lists"] / 2, r.report
     for r in full:
         assert r.report["mode"] == "full" and r.report["reason"] == "full: no previous run"
+    # expose (on by default) moved items into the compatible lists: the incremental lists must
+    # know the top expose_depth exactly, not only the top K, to give the same slots
+    assert full[1].report["expose"]["items_given_a_slot"] > 0 or k > 2
+    assert incremental[1].report["expose"] == full[1].report["expose"]
     _assert_equal(incremental, full)
 
     # a second night, from the updated (possibly shallower) lists
@@ -203,3 +208,21 @@ def test_deep_lists_name_candidates_by_row_and_an_older_layout_is_refused():
                       S.NEIGHBOR_ID: ["b"], S.SCORE: [0.5]})
     with pytest.raises(ValueError, match="layout"):
         DeepLists.from_table(older)
+
+
+@pytest.mark.parametrize("seed, removed", [(0, 0.5), (1, 0.3)])
+def test_expose_after_heavy_removals_equals_full(seed, removed):
+    # removals leave lists shorter than their depth: those shorter than expose's depth must be
+    # recomputed, or expose would miss the slots they offer (this fails if only K is kept exact)
+    config = TopKConfig(k=1, depth_margin=6, block_size=64)
+    cat, model = Catalogue(400, seed), _model(seed)
+    previous = _previous(cat.vectors(), *_both(cat.vectors(), model, config))
+    for item in cat.rng.choice(sorted(cat.rows), int(removed * 400), replace=False):
+        cat.rows.pop(item)
+    for _ in range(5):
+        cat.add()
+    now = cat.vectors()
+    incremental, full = _both(now, model, config, previous), _both(now, model, config)
+    assert incremental[1].report["mode"] == "incremental"
+    assert full[1].report["expose"]["items_given_a_slot"] > 0
+    _assert_equal(incremental, full)
