@@ -32,7 +32,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +267,15 @@ def build_sample(work: Path, items: int = 1000, seed: int = 0):
 
 
 # --- the comparison ---------------------------------------------------------------------------
+def _overrides(text: str) -> dict:
+    values: dict = {}
+    for kv in filter(None, text.split(";")):
+        k, v = kv.split("=", 1)
+        values[k] = {"True": True, "False": False}.get(v) if v in ("True", "False") else \
+            (int(v) if v.lstrip("-").isdigit() else float(v))
+    return values
+
+
 def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, settings: list[str],
             outfits: pl.DataFrame | None = None) -> dict:
     """Train every setting; pick each kind's best on valid (AUC + FITB); report test."""
@@ -274,9 +283,13 @@ def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, s
 
     rows = []
     for key in settings:
-        kind, cfg = SETTINGS[key]
+        # "outfit:name=value;..." overrides the outfit model's own defaults (as looks_quality.py's)
+        base, _, overrides = key.partition(":")
+        kind, cfg = SETTINGS[base]
+        values = _overrides(overrides)
         # stand-in vectors carry no colour descriptor: the outfit model then reads the CNN vector only
-        own = OutfitConfig(colour_weight=0.0 if vectors.colours is None else 1.0) if kind == "outfit" else None
+        own = (replace(OutfitConfig(colour_weight=0.0 if vectors.colours is None else 1.0), **values)
+               if kind == "outfit" else None)
         fit = fit_compat(vectors, triplets, cfg, BACKBONE, DEFAULT_GROUPS, kind, own, outfits=outfits)
         if own is None:  # the settings it trained with, for the row (outfit: its step rule, epochs 0)
             cfg = cfg.resolved(kind_entry(kind).config())
@@ -291,7 +304,7 @@ def compare(name: str, vectors: ItemVectors, triplets: pl.DataFrame, evaluate, s
             "test_outfits": test.outfits, "test_questions": test.questions,
         }
         rows.append(row)
-        print(f"  {name:<18} {kind:<10} ep {cfg.epochs:>3} lr {cfg.lr:<7g} bs {cfg.batch_size:<5} "
+        print(f"  {name:<18} {kind:<10} ep {cfg.epochs!s:>4} lr {cfg.lr!s:<7} bs {cfg.batch_size!s:<5} "
               f"loss {losses[0]:.3f} -> {row['loss_at_half']:.3f} -> {losses[-1]:.3f}  "
               f"valid AUC {valid.compat_auc:.3f} FITB {valid.fitb_accuracy:.3f}  "
               f"test AUC {test.compat_auc:.3f} FITB {test.fitb_accuracy:.3f}  ({fit.seconds:.0f}s)",
@@ -352,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in results:
             continue
         for kind, r in results[name]["best"].items():
-            settings = f"ep {r['epochs']} lr {r['lr']:g} bs {r['batch_size']}"
+            settings = f"ep {r['epochs']} lr {r['lr']} bs {r['batch_size']}" if r["kind"] != "outfit" else r["setting"]
             print(f"  {name:<20}{kind:<12}{settings:<26}{r['test_auc']:>7.3f}{r['test_fitb']:>7.3f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
