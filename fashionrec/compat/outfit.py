@@ -24,7 +24,8 @@ pairs; the calibration is monotone, so no ranking depends on it.
 Training (``train_outfit``): every (look, target item) of the training looks, with a random
 non-empty subset of the look's other items as the query (all of them with probability
 ``full_q``); a softmax over the target and (a) the batch's other targets of the same group and
-(b) ``fine_negatives`` items of the target's fine category, never items of the look; AdamW with
+(b) ``fine_negatives`` items of the target's fine category, never items of the look (none where
+no fine category splits a group: those would be in-batch negatives again); AdamW with
 warm-up and cosine decay, for ``steps_for`` steps. Chosen and tuned on the Mango dev looks'
 valid split (``benchmarks/looks_quality.py``; the README gives the figures).
 """
@@ -376,6 +377,7 @@ def train_outfit(
     n = vectors.vectors.shape[0]
     fines_all = (vectors.items[S.RAW_CATEGORY].fill_null("").to_list() if S.RAW_CATEGORY in vectors.items.columns
                  else [""] * n)
+    settings = _without_empty_fine_negatives(settings, vectors.items[S.GROUP].to_list(), fines_all)
     warm = np.unique(np.concatenate(looks)) if settings.use_ids else np.zeros(0, np.int64)
     ids_all = vectors.items[S.ITEM_ID].to_list()
     mean, comp = fit_pca(vectors.vectors, settings.pca_dim)
@@ -418,6 +420,22 @@ def _overridden(settings: OutfitConfig, config: TrainConfig) -> OutfitConfig:
     if config.weight_decay:
         changes["weight_decay"] = config.weight_decay
     return replace(settings, **changes)
+
+
+def _without_empty_fine_negatives(settings: OutfitConfig, groups: list, fines: list) -> OutfitConfig:
+    """No same-category negatives where no fine category splits any group (no category column, or
+    one category per group): they would be random same-group items, which the in-batch negatives
+    already are. On the Polyvore-structure stand-in without categories, 32 of them lost to none:
+    valid FITB 0.643 vs 0.708 (``benchmarks/results/compat_models_outfit_nofine.json``). Where
+    some group has two categories (Mango's tops and bottoms), they stay for every group: Mango,
+    whose shoes and bags have one category each, chose 32 on valid."""
+    from dataclasses import replace
+
+    if not settings.fine_negatives or len(set(zip(groups, fines))) > len(set(groups)):
+        return settings
+    log.info("outfit model: no fine category splits a group, so no same-category negatives "
+             "(fine_negatives %d -> 0)", settings.fine_negatives)
+    return replace(settings, fine_negatives=0)
 
 
 def _cooccurrence(looks: list[np.ndarray]) -> dict[tuple[int, int], int]:
@@ -518,7 +536,7 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
     target_t = torch.as_tensor(target)
     q = model.query(tok, torch.as_tensor(q_pad), f.grp[target_t])
     z = model.candidate(model.tokens(f, cand_t, c_ids, content[nq:]))
-    zt, zn = z[:size], z[size:].reshape(size, cfg.fine_negatives, -1)
+    zt = z[:size]
     look_t = torch.as_tensor(rows_look)
     in_batch = q @ zt.T / cfg.tau - cfg.logq * logq[target_t][None, :]
     positive = in_batch.diagonal()
@@ -526,6 +544,7 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
     in_look = (look_t[:, :, None] == target_t[None, None, :]).any(1)  # the target itself included
     parts = [positive[:, None], in_batch.masked_fill(~same_group | in_look, float("-inf"))]
     if cfg.fine_negatives:
+        zn = z[size:].reshape(size, cfg.fine_negatives, -1)
         fine = torch.einsum("bd,bkd->bk", q, zn) / cfg.tau - cfg.logq * logq[target_t][:, None]
         neg_in_look = (look_t[:, :, None] == torch.as_tensor(negs)[:, None, :]).any(1)
         parts.append(fine.masked_fill(neg_in_look, float("-inf")))
@@ -534,27 +553,32 @@ def _step(model: OutfitNet, f: _Features, rows_look: np.ndarray, tp: np.ndarray,
 
 @dataclass(frozen=True)
 class _Pools:
-    """Items negatives are drawn from, by fine category and by group."""
+    """Items negatives are drawn from, by (group, fine category) and by group. Keyed by the pair,
+    not the category alone: a category name shared by several groups (or no category column at
+    all, where every item's is "") must not hand a shoe a top as its hard negative."""
 
     fine: dict
     group: dict
 
     @classmethod
     def of(cls, items: np.ndarray, fine: np.ndarray, grp: np.ndarray) -> "_Pools":
-        return cls({v: items[fine[items] == v] for v in np.unique(fine[items])},
+        pairs = {(int(g), int(v)) for g, v in zip(grp[items], fine[items])}
+        return cls({(g, v): items[(grp[items] == g) & (fine[items] == v)] for g, v in pairs},
                    {v: items[grp[items] == v] for v in np.unique(grp[items])})
 
     def draw(self, rng: np.random.Generator, target: np.ndarray, f: _Features, count: int) -> np.ndarray:
-        """``count`` draws per example from the target's fine category (its group's where the
-        category has fewer than two items here)."""
+        """``count`` draws per example from the target's group and fine category (its group's
+        where that category has fewer than two items here). In category order, then group order:
+        where each category is of one group, the draws are those of a pool keyed by category."""
         negs = np.empty((len(target), count), np.int64)
-        fine = f.fine.numpy()[target]
+        fine, grp = f.fine.numpy()[target], f.grp.numpy()[target]
         for v in np.unique(fine):
-            m = np.nonzero(fine == v)[0]
-            pool = self.fine.get(v)
-            if pool is None or len(pool) < 2:
-                pool = self.group[int(f.grp[target[m[0]]])]
-            negs[m] = pool[rng.integers(0, len(pool), size=(len(m), count))]
+            for g in np.unique(grp[fine == v]):
+                m = np.nonzero((fine == v) & (grp == g))[0]
+                pool = self.fine.get((int(g), int(v)))
+                if pool is None or len(pool) < 2:
+                    pool = self.group[int(g)]
+                negs[m] = pool[rng.integers(0, len(pool), size=(len(m), count))]
         return negs
 
 

@@ -180,3 +180,39 @@ def test_the_schedule_scales_with_the_looks():
     assert steps_for(13_000, 256, cfg) == 1500  # Mango's dev set: the minimum number of steps, ~29 passes
     assert steps_for(2_000_000, 256, cfg) == 15626  # a large catalogue: two passes are enough steps
     assert steps_for(300, 256, replace(cfg, epochs=3)) == 6
+
+
+def test_hard_negatives_stay_in_the_targets_group_when_a_category_name_spans_groups():
+    """A category named in two groups (or no category column: every item's is "") must not hand
+    a shoe a top as its hard negative; a category with a single item falls back to its group."""
+    from fashionrec.compat.outfit import _Features, _Pools
+
+    grp = np.array([0, 0, 0, 0, 1, 1, 1])
+    fine = np.array([1, 1, 1, 2, 1, 1, 1])  # category 1 in both groups; category 2: one item
+    f = _Features(x=torch.zeros((7, 1)), col=torch.zeros((7, 0)), grp=torch.as_tensor(grp),
+                  fine=torch.as_tensor(fine), ids=torch.zeros(7, dtype=torch.long))
+    negs = _Pools.of(np.arange(7), fine, grp).draw(np.random.default_rng(0), np.array([0, 4, 3]), f, 200)
+    assert set(negs[0]) == {0, 1, 2}  # group 0's category 1, never group 1's
+    assert set(negs[1]) == {4, 5, 6}
+    assert set(negs[2]) == {0, 1, 2, 3}  # alone in its category: its group
+
+
+def test_it_trains_on_in_batch_negatives_alone(looks_world):
+    cat, vectors, _ = looks_world
+    fit = fit_compat(vectors, None, TrainConfig(seed=0), "synthetic", GROUPS, "outfit",
+                     replace(FAST, fine_negatives=0, min_steps=60), outfits=cat.outfits["train"])
+    assert fit.epoch_losses[-1] < fit.epoch_losses[0]
+
+
+def test_same_category_negatives_are_off_where_no_category_splits_a_group(looks_world):
+    """Without a category column (or one category per group) the hard negatives would be random
+    same-group items: the model records fine_negatives=0; with real categories it keeps them."""
+    cat, vectors, _ = looks_world
+    bare = ItemVectors(vectors.items.drop(S.RAW_CATEGORY), vectors.vectors, vectors.encoder_key, vectors.colours)
+    short = replace(FAST, min_steps=30)
+    without = fit_compat(bare, None, TrainConfig(seed=0), "synthetic", GROUPS, "outfit", short,
+                         outfits=cat.outfits["train"])
+    with_fine = fit_compat(vectors, None, TrainConfig(seed=0), "synthetic", GROUPS, "outfit", short,
+                           outfits=cat.outfits["train"])
+    assert without.info.config["fine_negatives"] == 0
+    assert with_fine.info.config["fine_negatives"] == short.fine_negatives > 0
