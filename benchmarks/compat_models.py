@@ -1,4 +1,5 @@
-"""Type-aware embeddings vs the design's MLP, on the same triplets and the same AUC/FITB code.
+"""The compatibility kinds (outfit, type-aware, the design's MLP) on the same data and the same
+AUC/FITB code.
 
 Two catalogues:
 
@@ -9,6 +10,8 @@ Two catalogues:
    random) and each group wears it differently (tops: main fill, accent pattern; bottoms: accent
    fill, main pattern; shoes: main fill, accent sole; bags: accent fill, main strap). An item in
    several outfits wears the style of its first. 12% of items get a random style (noise).
+   Each item carries what the product gives a real catalogue: its fine category (the loader's
+   ``RAW_CATEGORY``; ``--no-fine`` drops it) and its image's colour descriptor (``--no-colour``).
    Images are drawn 64x64 and embedded with EfficientNet-Lite0 at 64x64 (the real 224 pipeline
    would take most of an hour on 2 busy cores for 11.6k items; the vectors are cached).
    Outfits with >= 2 grouped items are split 60/20/20 into train/valid/test by a seeded draw.
@@ -19,7 +22,8 @@ Two catalogues:
 2. **sample**: ``fashionrec sample-catalog`` (synthetic, Polyvore layout), embedded by the real
    pipeline with EfficientNet-Lite0 (224), evaluated by ``training.evaluate_split``.
 
-Both models train on the same ``same_group`` triplets of the train outfits. Settings are picked
+The pairwise kinds train on the same ``same_group`` triplets of the train outfits, the outfit
+kind on the train outfits themselves. Settings are picked
 on valid (several per model, listed in the output) and the chosen ones reported on test.
 
     PYTHONPATH=. python benchmarks/compat_models.py [--work DIR] [--json OUT]
@@ -55,6 +59,7 @@ from fashionrec.compat.type_aware import TypeAwareConfig  # noqa: E402
 from fashionrec.core import schemas as S  # noqa: E402
 from fashionrec.core.groups import DEFAULT_GROUPS, default_mapping  # noqa: E402
 from fashionrec.embedding.backbones import encoder_key, get_encoder  # noqa: E402
+from fashionrec.embedding.colour import colour_histogram  # noqa: E402
 from fashionrec.embedding.config import EmbedConfig  # noqa: E402
 from fashionrec.embedding.stage import embed_items  # noqa: E402
 from fashionrec.storage.data_dir import DataDir  # noqa: E402
@@ -157,8 +162,11 @@ def embed_standins(images: list[Image.Image], batch: int = 256) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def build_structure_catalog(work: Path, seed: int = 0) -> tuple[ItemVectors, pl.DataFrame, dict[str, Questions], dict]:
-    """Items with stand-in vectors, the train outfits, and valid/test questions."""
+def build_structure_catalog(work: Path, seed: int = 0, fine: bool = True,
+                            colour: bool = True) -> tuple[ItemVectors, pl.DataFrame, dict[str, Questions], dict]:
+    """Items with stand-in vectors, the train outfits, and valid/test questions. As the product
+    would have them: ``fine``, each item's fine category (the Polyvore loader's RAW_CATEGORY);
+    ``colour``, the colour descriptor the embedding stage stores beside each vector."""
     rng = np.random.default_rng(seed)
     cats = read_categories(STRUCTURE / "categories.csv")
     cat_ids = json.loads((STRUCTURE / "item_category_ids.json").read_text())
@@ -198,8 +206,13 @@ def build_structure_catalog(work: Path, seed: int = 0) -> tuple[ItemVectors, pl.
         x = embed_standins(images)
         np.save(cache, x)
         log.info("embedded %d stand-in images in %.0fs", len(item_ids), time.perf_counter() - t)
-    items = pl.DataFrame({S.ITEM_ID: item_ids, S.GROUP: [group_of[i] for i in item_ids]})
-    vectors = ItemVectors(items, x, encoder_key(BACKBONE))
+    # the fine category as the product's Polyvore loader reads it (RAW_CATEGORY), for the models that use it
+    items = pl.DataFrame({S.ITEM_ID: item_ids, S.GROUP: [group_of[i] for i in item_ids],
+                          S.RAW_CATEGORY: [cats.get(str(cat_ids[i]), ("", ""))[0] or None for i in item_ids]})
+    if not fine:
+        items = items.drop(S.RAW_CATEGORY)
+    colours = np.stack([colour_histogram(im) for im in images]).astype(np.float32) if colour else None
+    vectors = ItemVectors(items, x, encoder_key(BACKBONE), colours=colours)
 
     train_rows = [(sid, i, n) for sid, its in outfits if split_of[sid] == "train" for n, i in enumerate(its)]
     train = pl.DataFrame(train_rows, schema={S.SET_ID: pl.String, S.ITEM_ID: pl.String, "index": pl.Int32},
@@ -326,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["structure", "sample"], default=None)
     p.add_argument("--settings", default="ta30,mlp30,ta60,mlp_design",
                    help=f"comma-separated, from: {', '.join(SETTINGS)} (default: %(default)s)")
+    p.add_argument("--no-fine", action="store_true",
+                   help="polyvore-structure items without their fine category (an ablation)")
+    p.add_argument("--no-colour", action="store_true",
+                   help="polyvore-structure items without their colour descriptor (an ablation)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -341,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         if not STRUCTURE.exists():
             print(f"skipping polyvore-structure: {STRUCTURE} is absent")
         else:
-            vectors, train, questions, stats = build_structure_catalog(args.work)
+            vectors, train, questions, stats = build_structure_catalog(args.work, fine=not args.no_fine, colour=not args.no_colour)
             triplets = build_triplets(train, vectors.items, TripletConfig(negatives="same_group", seed=0))
             stats["triplets"] = triplets.height
             print(f"polyvore-structure: {stats}", flush=True)
