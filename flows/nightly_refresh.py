@@ -23,7 +23,7 @@ from fashionrec.tables.publish import new_run_id
 from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
 from fashionrec.tables.topk import TopKBasis
 from flows.embedding import embed_items
-from flows.runners import block_runner, stage_placement
+from flows.runners import block_runner, flow_process_threads, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.embedding import embed_titles
@@ -80,22 +80,28 @@ def nightly_refresh(
         champion.info.check_groups(cat.group_mapping.names)
         clock.lap("load")
 
-        if S.TITLE in filtered.items.columns and filtered.items[S.TITLE].is_not_null().any():
-            prefetch_libraries()  # scikit-learn loads in the background while the images embed
-        embedded = embed_items(filtered.items, data, embed, rehash)
-        rejects = build_rejects(embedded, data)
-        record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
-        clock.lap("embed")
+        with flow_process_threads() as side_by_side:  # independent steps at once (numpy, pyarrow, torch free the GIL)
+            previous = side_by_side.submit(load_previous_topk, {"data": data})  # read while the images embed
+            if S.TITLE in filtered.items.columns and filtered.items[S.TITLE].is_not_null().any():
+                prefetch_libraries()  # scikit-learn loads in the background while the images embed
+            embedded = embed_items(filtered.items, data, embed, rehash)
+            rejects = build_rejects(embedded, data)
+            record_rejects(rejects, filtered.kept, max_reject_share, data, run_id)  # too many: nothing published
+            clock.lap("embed")
 
-        titles = embed_titles(embedded.vectors, data)  # product names: text vectors (none: unchanged)
-        clock.lap("text")
+            titles = embed_titles(embedded.vectors, data)  # product names: text vectors (none: unchanged)
+            clock.lap("text")
 
-        previous = load_previous_topk(data)  # its lists are updated when the basis is the same
-        basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
-        blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
-        similar = similar_tables(titles.vectors, topk, basis, previous, blocks, titles.model_id)
-        compatible = compatible_tables(embedded.vectors, champion.model, topk, basis, previous, blocks)
-        clock.lap("topk")
+            # the previous run's lists are updated where the basis is the same; the two tables side by side
+            basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
+            blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
+            shared = {"config": topk, "basis": basis, "previous": previous.result(), "run_blocks": blocks}
+            similar = side_by_side.submit(similar_tables, {"vectors": titles.vectors, "text_model": titles.model_id,
+                                                           **shared})
+            compatible = side_by_side.submit(compatible_tables, {"vectors": embedded.vectors,
+                                                                 "model": champion.model, **shared})
+            similar, compatible = similar.result(), compatible.result()
+            clock.lap("topk")
 
         model = ModelUsed(champion.uri, champion.version, champion.info.kind)
         tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar.table,

@@ -1,13 +1,16 @@
 """Task runners the flows can run on: threads in this process (default) or a Dask cluster.
 
-Only the mapped embedding shards go through the task runner (``.map``); everything sent to a
-Dask worker is a ``Shard`` (paths and a small config), never tensors or tables. Each worker
-process loads the backbone once (``fashionrec.embedding.backbones.get_encoder`` caches it per process).
+Only the mapped embedding shards go through the task runner (``.map``): a ``Shard`` (paths and a
+small config) is all they ship. Each worker process loads the backbone once
+(``fashionrec.embedding.backbones.get_encoder`` caches it per process). The top-K blocks reach the
+workers through ``BlockRunner`` (their vectors scattered once per worker); tasks that hold the flow's
+in-memory data run on ``flow_process_threads``, in the flow's own process, on either runner.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -84,6 +87,16 @@ def gpu_placement() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def flow_process_threads(max_workers: int = FlowRunConfig.max_workers) -> Iterator[ThreadPoolTaskRunner]:
+    """Threads in the flow's own process, whatever the flow's task runner, for tasks that work on
+    the flow's in-memory data (vectors, the model, the previous run's lists) and run side by side:
+    ``task.submit`` on a Dask runner would ship them and their inputs to a worker. Submit with
+    ``runner.submit(task, {name: value})``; the task runs are the flow run's, as with ``.submit``."""
+    with ThreadPoolTaskRunner(max_workers=max_workers) as runner:
+        yield runner
+
+
 def with_runner(flow_fn, config: RunnerConfig):
     """``flow_fn`` set to run its mapped tasks on the runner of ``config``."""
     return flow_fn.with_options(task_runner=make_task_runner(config))
@@ -113,16 +126,16 @@ class BlockRunner:
         self.client = client
         self.blocks = 0
         self.workers: set[str] = set()
+        self._lock = threading.Lock()  # the two tables' tasks share it, side by side
 
     def __call__(self, fn, shared, blocks):
         shared_futures = self.client.scatter(list(shared), broadcast=True)  # once per worker, not per block
         futures = [self.client.submit(_on_worker, fn, *shared_futures, *block, pure=False) for block in blocks]
-        out = []
-        for where, result in self.client.gather(futures):
-            self.workers.add(where)
-            out.append(result)
-        self.blocks += len(blocks)
-        return out
+        placed = self.client.gather(futures)
+        with self._lock:
+            self.workers.update(where for where, _ in placed)
+            self.blocks += len(blocks)
+        return [result for _, result in placed]
 
     def ran_on(self) -> dict:
         return {"where": "dask", "blocks": self.blocks, "workers": sorted(self.workers)}
