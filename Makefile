@@ -40,9 +40,11 @@ bench: $(BENCH_STAMP)
 
 # `make bench-scale [ITEMS=50000]`: a full refresh and the refresh after a 1% change on a synthetic
 # catalogue (vectors written straight into the embedding store), to benchmarks/results/scale.json
+# (another size: scale_<ITEMS/1000>k.json, so that it does not overwrite the 250,000-item figures)
 ITEMS ?= 250000
+SCALE_OUT ?= benchmarks/results/scale$(if $(filter 250000,$(ITEMS)),,_$(shell echo $$(($(ITEMS) / 1000)))k).json
 bench-scale: $(STAMP)
-	PYTHONPATH=. $(PY) benchmarks/bench_scale.py --items $(ITEMS) --out benchmarks/results/scale.json
+	PYTHONPATH=. $(PY) benchmarks/bench_scale.py --items $(ITEMS) --out $(SCALE_OUT)
 
 clean:
 	rm -rf $(DEMO_DATA) .pytest_cache
