@@ -23,6 +23,14 @@ LINE = "_line"  # column of the parsed table: the row's line number in the CSV (
 
 _INT = re.compile(r"-?\d+")
 
+# the characters str.strip() removes (str.isspace()), so that stripping in polars is the same
+PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+                 "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def _stripped(fields: list[str]) -> list[str]:
+    return [f.strip() for f in fields]
+
 
 def _column_shapes(header: list[str], rows: list[list[str]]) -> list[tuple[str, set[str] | None]]:
     """What each column looks like in the clean rows: ("int", None), ("values", allowed) for
@@ -92,20 +100,23 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem], list[RowProble
     long_rows: list[tuple[int, list[str]]] = []
     rejected: list[RowProblem] = []
     last = reader.line_num
-    for fields in reader:
+    for fields in reader:  # rows of the header's width as they are: stripped, blanks dropped, below
         line, last = last + 1, reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue  # blank line
-        fields = [f.strip() for f in fields]
         if len(fields) == n:
             clean.append(fields)
             clean_lines.append(line)
-        elif len(fields) > n:
+            continue
+        fields = [f.strip() for f in fields]
+        if not any(fields):
+            continue  # blank line
+        if len(fields) > n:
             long_rows.append((line, fields))
         else:
             rejected.append(RowProblem(line, f"{len(fields)} fields for {n} columns: a value is missing"))
     repaired: list[RowProblem] = []
     if long_rows:
+        kept = [(row, line) for row, line in ((_stripped(r), ln) for r, ln in zip(clean, clean_lines)) if any(row)]
+        clean, clean_lines = [r for r, _ in kept], [ln for _, ln in kept]
         shapes = _column_shapes(header, clean)
         for line, fields in long_rows:
             fixed, reason = _repair(fields, header, shapes)
@@ -119,5 +130,8 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem], list[RowProble
     frame = pl.DataFrame(
         {h: pl.Series(h, list(col), dtype=pl.String) for h, col in zip(header, columns)}
         | {LINE: pl.Series(LINE, clean_lines, dtype=pl.Int64)}
-    ).sort(LINE)
+    ).with_columns(pl.col(header).str.strip_chars(PY_WHITESPACE))  # as str.strip(), in one pass per column
+    if header:
+        frame = frame.filter(pl.any_horizontal(pl.col(header) != ""))  # rows of only blanks and commas
+    frame = frame.sort(LINE)
     return frame, repaired, sorted(rejected, key=lambda r: r.line)

@@ -154,3 +154,14 @@ def test_a_shop_catalogue_cannot_train(tmp_path):
     cat = load_catalog(toml)
     with pytest.raises(CatalogError, match="has no outfits .* sample-catalog"):
         cat.require_outfits("train")
+
+
+def test_values_are_stripped_as_str_strip_does_and_blank_rows_dropped(tmp_path):
+    from fashionrec.catalog.csv_repair import PY_WHITESPACE, read_csv
+
+    assert set(PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    path = tmp_path / "items.csv"
+    path.write_text("id,category\n \u3000a1\x1f , top\u00a0\n,\n  ,  \n\na2,\tbottom\n", encoding="utf-8")
+    frame, repaired, rejected = read_csv(path)
+    assert frame.select("id", "category").rows() == [("a1", "top"), ("a2", "bottom")]
+    assert frame["_line"].to_list() == [2, 6] and not repaired and not rejected
