@@ -163,6 +163,10 @@ def main() -> None:
         "incremental_tables_equal": bool(equal),
         "stages_full": full["seconds"],
         "stages_incremental": incremental["seconds"],
+        # the flow run's own cost beyond its stages: start, states, and Prefect's heartbeat thread,
+        # joined at exit, which sleeps in whole seconds (a run's wall time rounds up to a second)
+        "flow_overhead_s": {"full": round(full_s - sum(full["seconds"].values()), 2),
+                            "incremental": round(inc_s - sum(incremental["seconds"].values()), 2)},
         "topk_full": full["topk"],
         "topk_incremental": incremental["topk"],
         "model_kind": incremental["model_kind"],
