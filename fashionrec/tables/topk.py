@@ -271,10 +271,12 @@ def _update(
     config: TopKConfig, run_blocks: RunBlocks | None,
 ) -> _Lists:
     """Update one family of lists (query ``rows`` against ``cand_rows``, rows of this run's items)
-    from the previous run's (``family``: its rows of ``prev``); see the module's docstring."""
+    from the previous run's (``family``: its rows of ``prev``); see the module's docstring. The
+    first ``k`` entries of each list are exact (``k``: an int, or one per query row)."""
     n_q, n_c = q.shape[0], c.shape[0]
     excl = 1 if same_group else 0
-    de, ke = min(depth, n_c - excl), min(k, n_c - excl)
+    de = min(depth, n_c - excl)
+    ke = np.broadcast_to(np.minimum(k, n_c - excl), (n_q,))  # k: one for every row, or each row's own
     idx = np.full((n_q, max(de, 0)), -1, dtype=np.int64)
     val = np.full((n_q, max(de, 0)), -np.inf, dtype=np.float32)
     if de <= 0 or n_q == 0:
@@ -331,7 +333,7 @@ def _update(
         above = (kval > last[:, None]) | ((kval == last[:, None]) & (kidx < bound[:, None]))
         valid = (kidx >= 0) & (above | complete[:, None])
         length = valid.sum(axis=1)
-        good = length >= ke
+        good = length >= ke[clean]
         kidx[~valid], kval[~valid] = -1, -np.inf
         idx[clean[good]], val[clean[good]] = kidx[good], kval[good]
         need[clean[good]] = False
@@ -417,16 +419,81 @@ def _prev_candidates(previous: PreviousTopK, group: str) -> int:
 
 
 def _lists(q, c, rows, cand_rows, fresh, same_group, config, previous, moves, table, group, other, incremental,
-           run_blocks, keep: int):
-    """One family's lists: updated from the previous run's when ``incremental`` and it has them,
-    else in full. The first ``keep`` entries of every list are exact (an updated list shorter
-    than that is recomputed); the rest of the depth is kept where known."""
+           run_blocks, keep, depth: int | None = None):
+    """One family's lists of ``depth`` entries (None: the configured depth): updated from the
+    previous run's when ``incremental`` and it has them, else in full. The first ``keep`` entries
+    (an int, or one per query row) of every list are exact (an updated list shorter than that is
+    recomputed); the rest of the depth is kept where known."""
+    depth = config.depth if depth is None else depth
     deep = previous.lists.get(table) if incremental and previous is not None else None
     family = deep.families.get((group, other)) if deep is not None else None
     if family is None:
-        return _full(q, c, config.depth, same_group, config, run_blocks)
-    return _update(q, c, rows, cand_rows, fresh, same_group, config.depth, keep, deep, family, moves,
+        return _full(q, c, depth, same_group, config, run_blocks)
+    return _update(q, c, rows, cand_rows, fresh, same_group, depth, keep, deep, family, moves,
                    _prev_candidates(previous, other) - (1 if same_group else 0), config, run_blocks)
+
+
+# the deepest product-only list kept for a family with a prior; a row whose candidates with a prior
+# need more is computed against every candidate each night instead
+PRIOR_DEPTH_CAP = 64
+
+
+def _with_prior(q, c, rows, cand_rows, fresh, config, previous, moves, group, other, incremental, run_blocks,
+                bonus) -> tuple[_Lists, np.ndarray, np.ndarray]:
+    """The top ``expose_depth`` by the inner product plus a sparse prior ``bonus`` (queries x
+    candidates: the outfit model's pairs seen in looks), exactly, from lists of the product alone,
+    which the refresh keeps and updates as it does any other's.
+
+    A candidate with no prior that ranks in a row's top E by the sum ranks in its top E by the
+    product alone where the prior only adds (the outfit model's, ``beta log(1 + n)``): each item
+    ahead of it by the product is ahead of it by the sum too. A prior of any sign needs the top
+    E + P, P the row's candidates with a prior (at most P of those ahead by the product have one).
+    So each row's product list is kept exact to that depth and merged with its prior candidates;
+    a row whose E + P passes ``PRIOR_DEPTH_CAP`` is computed in full. Returns the product lists
+    (the state) and the merged top E (candidate indices, raw scores)."""
+    e = min(config.expose_depth, c.shape[0])
+    bonus = bonus.tocsr()
+    bonus.sum_duplicates()  # sorted, unique columns per row
+    adds_only = bonus.nnz == 0 or float(bonus.data.min()) >= 0.0
+    need = np.full(q.shape[0], e, np.int64) if adds_only else e + np.diff(bonus.indptr)
+    margin = config.depth - config.expose_depth  # what absorbs removals before a list is recomputed
+    depth = max(config.depth, min(int(need.max(initial=0)) + margin, PRIOR_DEPTH_CAP))
+    lists = _lists(q, c, rows, cand_rows, fresh, False, config, previous, moves, S.COMPATIBLE_TABLE, group, other,
+                   incremental, run_blocks, np.minimum(need, depth), depth)
+    hot = need > depth
+    r_dot, j_dot = np.nonzero(lists.idx >= 0)
+    keep = ~hot[r_dot]
+    r_dot, j_dot, v_dot = r_dot[keep], lists.idx[r_dot[keep], j_dot[keep]], lists.val[r_dot[keep], j_dot[keep]]
+    if hot.any():
+        hot_rows = np.nonzero(hot)[0]
+        hidx, hval = exact_lists(q[hot_rows], c, int(need[hot_rows].max()), block_size=config.block_size)
+        hr, hj = np.nonzero(hidx >= 0)
+        r_dot = np.concatenate([r_dot, hot_rows[hr]])
+        j_dot, v_dot = np.concatenate([j_dot, hidx[hr, hj]]), np.concatenate([v_dot, hval[hr, hj]])
+    # the prior of the listed pairs; the prior pairs not listed, scored exactly
+    n_c = np.int64(c.shape[0])
+    b_rows = np.repeat(np.arange(bonus.shape[0], dtype=np.int64), np.diff(bonus.indptr))
+    b_key = b_rows * n_c + bonus.indices  # ascending (CSR with sorted columns)
+    d_key = r_dot.astype(np.int64) * n_c + j_dot
+    at = np.minimum(np.searchsorted(b_key, d_key), max(len(b_key) - 1, 0))
+    hit = (b_key[at] == d_key) if len(b_key) else np.zeros(len(d_key), bool)
+    v_dot = v_dot + np.where(hit, bonus.data[at] if len(b_key) else 0, 0).astype(np.float32)
+    listed = np.zeros(len(b_key), bool)
+    listed[at[hit]] = True
+    r_b, j_b = b_rows[~listed], bonus.indices[~listed].astype(np.int64)
+    v_b = (neighbors.det_scores(q, c, r_b, j_b[:, None], chunk=4096)[:, 0] if len(r_b) else np.zeros(0, np.float32)) \
+        + bonus.data[~listed].astype(np.float32)
+    r_all, j_all = np.concatenate([r_dot, r_b]), np.concatenate([j_dot, j_b])
+    v_all = np.concatenate([v_dot.astype(np.float32), v_b.astype(np.float32)])
+    order = np.lexsort((j_all, -v_all, r_all))  # each row's by score, ties by the lower candidate
+    r_all, j_all, v_all = r_all[order], j_all[order], v_all[order]
+    starts = np.searchsorted(r_all, np.arange(q.shape[0]))
+    pos = np.arange(len(r_all)) - starts[r_all]
+    take = pos < e
+    idx = np.full((q.shape[0], e), -1, np.int64)
+    val = np.full((q.shape[0], e), -np.inf, np.float32)
+    idx[r_all[take], pos[take]], val[r_all[take], pos[take]] = j_all[take], v_all[take]
+    return replace(lists, recomputed=lists.recomputed + int(hot.sum())), idx, val
 
 
 def _report(mode_reason: str | None, basis: dict, rows: int, recomputed: int, seconds: float) -> dict[str, Any]:
@@ -490,8 +557,9 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     """The compatible-items table (for every item and each other group, the K items the model
     scores highest as its partner, an exact top-K in the model's pair space), updated from
     ``previous`` where its basis allows. A kind whose pair space scores blocks with its own
-    scorer (the MLP's decomposed scorer) or adds a sparse prior (the outfit model's
-    co-occurrence counts) is computed in full, without deep lists."""
+    scorer (the MLP's decomposed scorer) is computed in full, without deep lists; one that adds
+    a sparse prior (the outfit model's co-occurrence counts) keeps deep lists of the inner product
+    alone, deep enough to merge the prior in exactly (``_with_prior``)."""
     start = time.perf_counter()
     basis = basis or TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight)
     why = _why_full(S.COMPATIBLE_TABLE, basis, previous) or _unordered(vectors)
@@ -506,10 +574,8 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
             if other == group:
                 continue
             space = spaces(group, rows, other, cand_rows)
-            if space.score_block is not None or space.bonus is not None:  # full, no deep lists
-                why = (f"full: the {type(model).__name__} scores pairs with its own block scorer"
-                       if space.score_block is not None else
-                       f"full: the {type(model).__name__} adds a sparse prior of pairs seen in looks")
+            if space.score_block is not None:  # full, no deep lists
+                why = f"full: the {type(model).__name__} scores pairs with its own block scorer"
                 idx, raw = neighbors.blocked_topk(space.queries, space.candidates, config.expose_depth,
                                                   config.block_size,
                                                   score_block=space.score_block, bonus=space.bonus)
@@ -518,11 +584,15 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
                 continue
             q = np.ascontiguousarray(space.queries.numpy())
             c = np.ascontiguousarray(space.candidates.numpy())
-            lists = _lists(q, c, rows, cand_rows, fresh, False, config, previous, moves, S.COMPATIBLE_TABLE,
-                           group, other, why is None, run_blocks, config.expose_depth)
-            keep = min(lists.idx.shape[1], config.expose_depth)
-            families.append(neighbors.Family(group, other, rows, cand_rows, lists.idx[:, :keep],
-                                             space.to_score(lists.val[:, :keep])))
+            if space.bonus is not None:  # the outfit model's prior of pairs seen in looks
+                lists, idx, raw = _with_prior(q, c, rows, cand_rows, fresh, config, previous, moves, group, other,
+                                              why is None, run_blocks, space.bonus)
+            else:
+                lists = _lists(q, c, rows, cand_rows, fresh, False, config, previous, moves, S.COMPATIBLE_TABLE,
+                               group, other, why is None, run_blocks, config.expose_depth)
+                keep = min(lists.idx.shape[1], config.expose_depth)
+                idx, raw = lists.idx[:, :keep], lists.val[:, :keep]
+            families.append(neighbors.Family(group, other, rows, cand_rows, idx, space.to_score(raw)))
             states.append(_state_rows(group, other, rows, cand_rows, lists))
             total, recomputed = total + len(rows), recomputed + lists.recomputed
         log.info("compatible items: %s, %d items", group, len(rows))

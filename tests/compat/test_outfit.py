@@ -216,3 +216,46 @@ def test_same_category_negatives_are_off_where_no_category_splits_a_group(looks_
                            outfits=cat.outfits["train"])
     assert without.info.config["fine_negatives"] == 0
     assert with_fine.info.config["fine_negatives"] == short.fine_negatives > 0
+
+
+def test_the_refresh_updates_an_outfit_champions_table_and_equals_a_full_recompute(looks_world, fitted):
+    """The prior of pairs seen in looks is merged into deep lists of the inner product alone, so
+    the compatible table of an outfit champion is incremental too: after removals (the item in
+    most prior pairs among them), new items and changed photos, it equals a full recompute."""
+    from fashionrec.tables.topk import DeepLists, PreviousTopK, TopKBasis, compatible_tables
+
+    _, vectors, _ = looks_world
+    model: OutfitNet = fitted.model
+    config = TopKConfig(k=3, depth_margin=4, block_size=37)
+    basis = TopKBasis(vectors.encoder_key, config.k, config.depth, config.colour_weight, "models:/m@champion", "1")
+    items = vectors.items.with_columns(pl.format("sha-{}", S.ITEM_ID).alias(S.IMAGE_SHA256))
+    first = compatible_tables(ItemVectors(items, vectors.vectors, vectors.encoder_key, vectors.colours),
+                              model, config, basis)
+    assert first.report["mode"] == "full"
+    previous = PreviousTopK("r0", {S.COMPATIBLE_TABLE: first.report["basis"]}, items.select(S.ITEM_ID, S.GROUP,
+                            S.IMAGE_SHA256), {S.COMPATIBLE_TABLE: DeepLists.from_table(first.state)})
+
+    rng = np.random.default_rng(3)
+    prior = model.prior(model.features(vectors))
+    hub = int(np.argmax(np.diff(prior.tocsr().indptr)))  # the item with the most prior partners
+    drop = set(rng.choice(items.height, 12, replace=False).tolist()) | {hub}
+    keep = np.array([r for r in range(items.height) if r not in drop])
+    changed = rng.choice(len(keep), 5, replace=False)
+    x, col = vectors.vectors[keep].copy(), vectors.colours[keep].copy()
+    x[changed] = x[changed[::-1]]  # changed photos: another item's vector
+    sha = items[S.IMAGE_SHA256].to_numpy()[keep].astype(object)
+    sha[changed] = [f"changed-{i}" for i in changed]
+    new = items[rng.choice(items.height, 6, replace=False)].with_columns(
+        pl.format("new-{}", S.ITEM_ID).alias(S.ITEM_ID), pl.format("new-{}", S.ITEM_ID).alias(S.IMAGE_SHA256))
+    now_items = pl.concat([items[keep].with_columns(pl.Series(S.IMAGE_SHA256, sha.tolist(), pl.String)), new])
+    new_rows = [items[S.ITEM_ID].to_list().index(i.removeprefix("new-")) for i in new[S.ITEM_ID].to_list()]
+    now_x = np.concatenate([x, vectors.vectors[new_rows] * 0.9 + 0.1 * vectors.vectors[new_rows[::-1]]])
+    now_c = np.concatenate([col, vectors.colours[new_rows]])
+    order = np.argsort(now_items[S.ITEM_ID].to_numpy())
+    now = ItemVectors(now_items[order], now_x[order].astype(np.float32), vectors.encoder_key, now_c[order])
+
+    incremental = compatible_tables(now, model, config, basis, previous)
+    full = compatible_tables(now, model, config, basis)
+    assert incremental.report["mode"] == "incremental", incremental.report
+    assert incremental.report["lists_recomputed"] < incremental.report["lists"] / 2, incremental.report
+    assert pl.from_arrow(incremental.table).equals(pl.from_arrow(full.table))

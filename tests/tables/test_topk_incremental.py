@@ -226,3 +226,37 @@ def test_expose_after_heavy_removals_equals_full(seed, removed):
     assert incremental[1].report["mode"] == "incremental"
     assert full[1].report["expose"]["items_given_a_slot"] > 0
     _assert_equal(incremental, full)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_sparse_prior_merged_into_product_lists_is_the_exact_top_of_the_sum(sign):
+    """``_with_prior``: the top expose_depth by inner product plus a sparse prior, from lists of the
+    product alone, equals sorting every candidate's sum; also with a prior that subtracts, and a
+    row with more prior candidates than the deepest kept list (computed in full)."""
+    import scipy.sparse as sp
+
+    from fashionrec.tables.topk import PRIOR_DEPTH_CAP, _with_prior
+
+    rng = np.random.default_rng(5)
+    q, c = _unit(rng.standard_normal((40, 8))), _unit(rng.standard_normal((300, 8)))
+    c[7] = c[8]  # a tie
+    config = TopKConfig(k=3, depth_margin=4, block_size=16)
+    # each row's prior on its own best candidates by the product (a subtracting one sends the sum's
+    # top past the product's list), on random others, and row 0's on more than the cap
+    order = np.argsort(-(q @ c.T), axis=1)
+    best, hub_cols = order[1:, :10], order[0, : PRIOR_DEPTH_CAP + 10]
+    rows_, cols_ = rng.integers(1, 40, 150), rng.integers(0, 300, 150)
+    r = np.concatenate([np.repeat(np.arange(1, 40), 10), rows_, np.zeros(len(hub_cols), np.int64)])
+    j = np.concatenate([best.ravel(), cols_, hub_cols])
+    v = sign * np.concatenate([rng.uniform(0.05, 0.6, len(r) - len(hub_cols)),
+                               np.full(len(hub_cols), 2.0)]).astype(np.float32)
+    bonus = sp.csr_matrix((v, (r, j)), shape=(40, 300))
+    lists, idx, val = _with_prior(q, c, np.arange(40), np.arange(40, 340), np.zeros(340, bool), config, None,
+                                  None, "a", "b", False, None, bonus)
+    dense = bonus.toarray().astype(np.float32)
+    every = det_scores(q, c, np.arange(40), np.tile(np.arange(300), (40, 1))) + dense
+    e = config.expose_depth
+    for row in range(40):
+        order = np.lexsort((np.arange(300), -every[row]))[:e]
+        assert idx[row].tolist() == order.tolist(), row
+        np.testing.assert_array_equal(val[row], every[row, order])
