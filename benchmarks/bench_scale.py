@@ -83,9 +83,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=int(os.environ.get("ITEMS", 250_000)))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scale.json"))
-    ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="working folder, kept (default: a temporary one, deleted at the end: ~0.9 GB at 50,000 items)")
     args = ap.parse_args()
+    if args.work is not None:
+        run(args, args.work)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        run(args, Path(tmp))
 
+
+def run(args: argparse.Namespace, work: Path) -> None:
     from prefect import flow
 
     from fashionrec.catalog import filter_categories, load_catalog
@@ -100,7 +108,6 @@ def main() -> None:
     from fashionrec.tables.topk import compatible_topk, similar_topk
     from flows.nightly_refresh import nightly_refresh
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     catalog, data = work / "catalog", DataDir.open(work / "data")
     rng = np.random.default_rng(0)
     n = args.items
