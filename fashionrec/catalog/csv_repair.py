@@ -28,10 +28,6 @@ PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u200
                  "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
-def _stripped(fields: list[str]) -> list[str]:
-    return [f.strip() for f in fields]
-
-
 def _column_shapes(header: list[str], rows: list[list[str]]) -> list[tuple[str, set[str] | None]]:
     """What each column looks like in the clean rows: ("int", None), ("values", allowed) for
     columns with few distinct values, or ("text", None) for anything else."""
@@ -115,8 +111,10 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem], list[RowProble
             rejected.append(RowProblem(line, f"{len(fields)} fields for {n} columns: a value is missing"))
     repaired: list[RowProblem] = []
     if long_rows:
-        kept = [(row, line) for row, line in ((_stripped(r), ln) for r, ln in zip(clean, clean_lines)) if any(row)]
-        clean, clean_lines = [r for r, _ in kept], [ln for _, ln in kept]
+        # the shapes are those of the clean rows stripped, blank ones left out (as below, in polars)
+        stripped = [[f.strip() for f in row] for row in clean]
+        kept = [i for i, row in enumerate(stripped) if any(row)]
+        clean, clean_lines = [stripped[i] for i in kept], [clean_lines[i] for i in kept]
         shapes = _column_shapes(header, clean)
         for line, fields in long_rows:
             fixed, reason = _repair(fields, header, shapes)

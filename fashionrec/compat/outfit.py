@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -414,8 +414,6 @@ def train_outfit(
 
 
 def _overridden(settings: OutfitConfig, config: TrainConfig) -> OutfitConfig:
-    from dataclasses import replace
-
     changes = {k: getattr(config, k) for k in ("epochs", "lr", "batch_size") if getattr(config, k) is not None}
     if config.weight_decay:
         changes["weight_decay"] = config.weight_decay
@@ -429,8 +427,6 @@ def _without_empty_fine_negatives(settings: OutfitConfig, groups: list, fines: l
     valid FITB 0.643 vs 0.708 (``benchmarks/results/compat_models_outfit_nofine.json``). Where
     some group has two categories (Mango's tops and bottoms), they stay for every group: Mango,
     whose shoes and bags have one category each, chose 32 on valid."""
-    from dataclasses import replace
-
     if not settings.fine_negatives or len(set(zip(groups, fines))) > len(set(groups)):
         return settings
     log.info("outfit model: no fine category splits a group, so no same-category negatives "
