@@ -23,7 +23,7 @@ from fashionrec.tables.publish import new_run_id
 from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
 from fashionrec.tables.topk import TopKBasis
 from flows.embedding import embed_items
-from flows.runners import block_runner, flow_process_threads, stage_placement
+from flows.runners import block_runner, flow_process_threads, frozen_heap, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.embedding import embed_titles
@@ -68,7 +68,7 @@ def nightly_refresh(
                       expose=expose)
     publishing = PublishConfig(keep_runs, retire_grace_s, max_reject_share, lock_timeout_s)
     clock = Stopwatch()
-    with DataDirLock(data, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):
+    with frozen_heap(), DataDirLock(data, timeout_s=lock_timeout_s, purpose=f"nightly-refresh of {catalog}"):
         if data.is_remote:
             pull(data)
         run_id = new_run_id()

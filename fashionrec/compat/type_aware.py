@@ -190,16 +190,21 @@ class TypeAwareNet(PairwiseModel, nn.Module):
                 block[:n].copy_(x[s : s + n])
                 torch.addmm(b, block[:n], w.T, out=general[s : s + n])
 
+        # a space is shared by both orders of its pair of groups: (a, b)'s candidates are (b, a)'s
+        # queries, projected once
+        projected: dict[tuple[int, bytes], torch.Tensor] = {}
+
+        def unit(s: int, rows: np.ndarray) -> torch.Tensor:
+            key = (s, np.asarray(rows, np.int64).tobytes())
+            if key not in projected:
+                with torch.inference_mode():
+                    p, z = self.proj[s].double(), general[torch.from_numpy(rows)]
+                    z = z @ p.T if self.config.space == "projection" else z * p
+                    projected[key] = nn.functional.normalize(z, dim=-1)
+            return projected[key]
+
         def space(group: str, rows: np.ndarray, other: str, cand_rows: np.ndarray) -> PairSpace:
             s = self.space_index(group, other)
-            with torch.inference_mode():
-                p = self.proj[s].double()
-                q, c = general[torch.from_numpy(rows)], general[torch.from_numpy(cand_rows)]
-                if self.config.space == "projection":
-                    q, c = q @ p.T, c @ p.T
-                else:
-                    q, c = q * p, c * p
-                q, c = nn.functional.normalize(q, dim=-1), nn.functional.normalize(c, dim=-1)
-            return PairSpace(q, c, to_score=self._scores_of_dots)
+            return PairSpace(unit(s, rows), unit(s, cand_rows), to_score=self._scores_of_dots)
 
         return space

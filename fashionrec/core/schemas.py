@@ -183,3 +183,10 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     SIMILAR_TABLE: SIMILAR_SCHEMA,
     COMPATIBLE_TABLE: COMPATIBLE_SCHEMA,
 }
+
+# published columns with few distinct values (a group, a fine category): the only ones Parquet
+# dictionary-encodes. An id column's dictionary, rebuilt for every 2,000-row group, made the
+# compatible table's write 2.2x slower and its file 21% larger (benchmarks/parquet_write.py)
+LOW_CARDINALITY = (GROUP, NEIGHBOR_CATEGORY, RAW_CATEGORY, REASON)
+# the column readers look rows up by (the tables are sorted by it): the only one with statistics
+LOOKUP_KEY = ITEM_ID

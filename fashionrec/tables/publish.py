@@ -48,11 +48,15 @@ def new_run_id() -> str:
 def write_table(
     table: pa.Table, data: DataDir, run_id: str, name: str, row_group_size: int = ROW_GROUP_SIZE
 ) -> Path:
-    """Write one table of a run (sorted by item_id, with statistics for predicate pushdown)."""
+    """Write one table of a run (sorted by item_id, with its statistics for predicate pushdown;
+    a dictionary for the low-cardinality columns only)."""
     path = data.table_part(run_id, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size, write_statistics=True)
+    names = table.column_names
+    pq.write_table(table, tmp, row_group_size=row_group_size,
+                   write_statistics=[c for c in names if c == S.LOOKUP_KEY],
+                   use_dictionary=[c for c in names if c in S.LOW_CARDINALITY])
     os.replace(tmp, path)
     return path.parent
 

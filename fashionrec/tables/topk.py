@@ -186,8 +186,9 @@ def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     lists = (S.NEIGHBOR_ROWS, S.SCORES)  # row numbers and scores: neither compress nor repeat
-    pq.write_table(state, tmp, compression={c: ("none" if c in lists else "snappy") for c in state.column_names},
-                   use_dictionary=[c for c in state.column_names if c not in lists])
+    names = state.column_names  # read whole, never looked up: no statistics
+    pq.write_table(state, tmp, compression={c: ("none" if c in lists else "snappy") for c in names},
+                   use_dictionary=[c for c in names if c in S.LOW_CARDINALITY], write_statistics=False)
     tmp.replace(path)
 
 
