@@ -72,16 +72,18 @@ def nightly_refresh(
         if data.is_remote:
             pull(data)
         run_id = new_run_id()
-        cat = load_catalog(catalog, split)  # validates the catalogue
-        filtered = filter_categories(cat)
-        champion = load_champion(data)
-        embed = EmbedConfig(backbone=backbone or champion.info.backbone, shard_size=shard_size)
-        champion.info.check_backbone(embed.backbone, embedding_dim(embed.backbone))  # before any heavy work
-        champion.info.check_groups(cat.group_mapping.names)
-        clock.lap("load")
-
         with flow_process_threads() as side_by_side:  # independent steps at once (numpy, pyarrow, torch free the GIL)
-            previous = side_by_side.submit(load_previous_topk, {"data": data})  # read while the images embed
+            # the model and the previous run's lists are read while the catalogue loads and the images embed
+            champion = side_by_side.submit(load_champion, {"data": data})
+            previous = side_by_side.submit(load_previous_topk, {"data": data})
+            cat = load_catalog(catalog, split)  # validates the catalogue
+            filtered = filter_categories(cat)
+            champion = champion.result()
+            embed = EmbedConfig(backbone=backbone or champion.info.backbone, shard_size=shard_size)
+            champion.info.check_backbone(embed.backbone, embedding_dim(embed.backbone))  # before any heavy work
+            champion.info.check_groups(cat.group_mapping.names)
+            clock.lap("load")
+
             if S.TITLE in filtered.items.columns and filtered.items[S.TITLE].is_not_null().any():
                 prefetch_libraries()  # scikit-learn loads in the background while the images embed
             embedded = embed_items(filtered.items, data, embed, rehash)

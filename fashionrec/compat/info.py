@@ -69,7 +69,7 @@ class ModelInfo:
 
     def check_vectors(self, vectors: ItemVectors) -> None:
         """Refuse vectors of another encoder (backbone, weights or size) than the model's."""
-        if vectors.vectors.shape[0] and (vectors.encoder_key != self.encoder_key or vectors.dim != self.embed_dim):
+        if vectors.shape[0] and (vectors.encoder_key != self.encoder_key or vectors.dim != self.embed_dim):
             raise ModelError(
                 f"the {self.kind} compatibility model was trained on {self.backbone} embeddings "
                 f"({self.encoder_key}, {self.embed_dim}-d) but was given {vectors.encoder_key} "

@@ -364,7 +364,7 @@ def train_outfit(
     weight decay apply. Deterministic for a seed (CPU)."""
     from fashionrec.compat.training import FitResult
 
-    if vectors.vectors.shape[0] == 0:
+    if vectors.shape[0] == 0:
         raise ModelError("no item has a vector: embed the catalogue before training")
     if settings.colour_weight > 0 and vectors.colours is None:
         raise ModelError("the outfit model needs the images' colour descriptors: embed with this fashionrec")
@@ -374,7 +374,7 @@ def train_outfit(
         raise CatalogError("no training outfit holds two items with vectors: nothing to learn from")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    n = vectors.vectors.shape[0]
+    n = vectors.shape[0]
     fines_all = (vectors.items[S.RAW_CATEGORY].fill_null("").to_list() if S.RAW_CATEGORY in vectors.items.columns
                  else [""] * n)
     settings = _without_empty_fine_negatives(settings, vectors.items[S.GROUP].to_list(), fines_all)

@@ -42,7 +42,7 @@ class FitResult:
 
 
 def _require_vectors(vectors: ItemVectors) -> None:
-    if vectors.vectors.shape[0] == 0:
+    if vectors.shape[0] == 0:
         raise ModelError("no item has a vector: embed the catalogue before training")
 
 

@@ -182,12 +182,13 @@ class TypeAwareNet(PairwiseModel, nn.Module):
         self.info.check_vectors(vectors)
         with torch.inference_mode():
             w, b = self.embed.weight.double(), self.embed.bias.double()
-            x = torch.from_numpy(vectors.vectors)
-            general = torch.empty((x.shape[0], w.shape[0]), dtype=torch.float64)  # once: N x space_dim
-            block = torch.empty((min(2048, x.shape[0]), x.shape[1]), dtype=torch.float64)  # reused: no float64
-            for s in range(0, x.shape[0], len(block)):  # copy of every vector, nor fresh memory per block
-                n = min(len(block), x.shape[0] - s)
-                block[:n].copy_(x[s : s + n])
+            n_items, dim = vectors.shape
+            general = torch.empty((n_items, w.shape[0]), dtype=torch.float64)  # once: N x space_dim
+            block = torch.empty((min(2048, n_items), dim), dtype=torch.float64)  # reused: no float64 copy of
+            rows = np.empty((len(block), dim), np.float32)  # every vector, nor fresh memory per block
+            for s in range(0, n_items, len(block)):
+                n = min(len(block), n_items - s)
+                block[:n].copy_(torch.from_numpy(vectors.take(np.arange(s, s + n), out=rows[:n])))
                 torch.addmm(b, block[:n], w.T, out=general[s : s + n])
 
         # a space is shared by both orders of its pair of groups: (a, b)'s candidates are (b, a)'s

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from fashionrec.core import schemas as S
 from fashionrec.storage.data_dir import DataDir
-from fashionrec.vectors import ItemVectors
+from fashionrec.vectors import ItemVectors, StoredRows
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,12 @@ def load_item_vectors(
     if not found.height:
         return ItemVectors(found.drop("_row", "_part"), np.zeros((0, 0), np.float32), encoder_key, None), missing
     part_of, row_of = found["_part"].to_numpy(), found["_row"].to_numpy().astype(np.int64)
-    out = {}
-    for name in (S.VECTOR, S.COLOUR):
-        out[name] = np.empty((found.height, parts[0].schema.field(name).type.list_size), np.float32)
-        for i, part in enumerate(parts):
-            mine = np.nonzero(part_of == i)[0]
-            if len(mine):
-                _gather(_matrix(part.column(name)), row_of[mine], mine, out[name])
-    return ItemVectors(found.drop("_row", "_part"), out[S.VECTOR], encoder_key, out[S.COLOUR]), missing
+    # the CNN vectors stay in the memory-mapped parts, read by the rows a step needs; the small
+    # colour descriptors are gathered here
+    vectors, colours = (StoredRows(tuple(_matrix(part.column(name)) for part in parts), part_of, row_of)
+                        for name in (S.VECTOR, S.COLOUR))
+    return ItemVectors(found.drop("_row", "_part"), vectors, encoder_key, colours.take(np.arange(found.height))), \
+        missing
 
 
 _MIRROR_COLUMNS = [S.IMAGE_SHA256, S.VECTOR, S.COLOUR]
@@ -139,16 +137,6 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     when it is one chunk (a mirror's), else a copy."""
     col = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-
-
-def _gather(source: np.ndarray, rows: np.ndarray, dest: np.ndarray, out: np.ndarray, block: int = 2048) -> None:
-    """``out[dest] = source[rows]``, a block of rows at a time (a small temporary, reused)."""
-    for s in range(0, len(rows), block):
-        d = dest[s : s + block]
-        if d[-1] - d[0] == len(d) - 1:  # consecutive destination rows (the usual case): no temporary
-            np.take(source, rows[s : s + block], axis=0, out=out[d[0] : d[-1] + 1])
-        else:
-            out[d] = source[rows[s : s + block]]
 
 
 def _fixed_rows(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:

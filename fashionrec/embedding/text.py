@@ -295,6 +295,6 @@ def embed_titles(vectors: ItemVectors, data: DataDir, config: TextConfig = TextC
     log.info("text vectors: %d distinct titles, %d embedded now, %d from the store (model %s%s), %.1fs",
              len(distinct), len(todo), len(distinct) - len(todo), model.model_id, ", refitted" if refit else "",
              seconds)
-    out = ItemVectors(vectors.items, vectors.vectors, vectors.encoder_key, vectors.colours, tfidf, words)
+    out = vectors.with_text(tfidf, words)
     return TextOutcome(out, model.model_id, refit, len(todo), len(distinct) - len(todo), seconds)
 

@@ -199,22 +199,29 @@ def lists_table(ids, families: Sequence[Family], similar: bool) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[np.ndarray, float]]:
+Part = ItemVectors | np.ndarray  # the CNN vectors (read from the store by rows), or a matrix
+
+
+def similarity_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[Part, float]]:
     """The unit-norm parts of the similar items' score and their weights: the CNN vectors, the
     colour descriptors and, where the items have titles, the two text vectors. A part the items
     lack (no stored colours, no titles) is left out and the other weights are scaled to sum to 1.
     """
-    parts = [(vectors.vectors, weights.cnn), (vectors.colours, weights.colour),
+    parts = [(vectors, weights.cnn), (vectors.colours, weights.colour),
              (vectors.tfidf, weights.tfidf), (vectors.colour_words, weights.colour_words)]
     kept = [(m, w) for m, w in parts if m is not None and w > 0]
     total = sum(w for _, w in kept)
     if not kept or total <= 0:
-        return [(vectors.vectors, 1.0)]
+        return [(vectors, 1.0)]
     return [(m, w / total) for m, w in kept]
 
 
-def _vector_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[np.ndarray, float]]:
-    return similarity_parts(vectors, weights) if vectors.vectors.shape[0] else [(vectors.vectors, 1.0)]
+def _vector_parts(vectors: ItemVectors, weights: SimilarWeights) -> list[tuple[Part, float]]:
+    return similarity_parts(vectors, weights) if vectors.shape[0] else [(vectors, 1.0)]
+
+
+def _part_rows(part: Part, rows: np.ndarray) -> np.ndarray:
+    return part.take(rows) if isinstance(part, ItemVectors) else part[rows]
 
 
 def similarity_width(vectors: ItemVectors, weights: SimilarWeights) -> int:
@@ -233,7 +240,7 @@ def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.n
     allocation, a chunk of rows at a time (no full-size temporaries); into ``into``'s memory (a flat
     float32 buffer the caller reuses from one group to the next) where it is large enough.
     """
-    rows = np.arange(vectors.vectors.shape[0]) if rows is None else np.asarray(rows)
+    rows = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows)
     parts = _vector_parts(vectors, weights)
     width = sum(m.shape[1] for m, _ in parts)
     shape = (len(rows), width + extra_columns)
@@ -246,9 +253,9 @@ def similarity_vectors(vectors: ItemVectors, weights: SimilarWeights, rows: np.n
         r, at = rows[s : s + chunk], 0
         for m, w in parts:
             if len(parts) == 1:
-                out[s : s + chunk, : m.shape[1]] = m[r]
+                out[s : s + chunk, : m.shape[1]] = _part_rows(m, r)
             else:
-                np.multiply(m[r], np.float32(np.sqrt(w)), out=out[s : s + chunk, at : at + m.shape[1]],
+                np.multiply(_part_rows(m, r), np.float32(np.sqrt(w)), out=out[s : s + chunk, at : at + m.shape[1]],
                             casting="unsafe")
             at += m.shape[1]
     return out

@@ -249,15 +249,17 @@ def _resolve(data: DataDir, run_id: str | None) -> str:
     return run_id
 
 
-def read_table(data: DataDir | str | Path, name: str, run_id: str | None = None) -> pl.DataFrame:
-    """A published table of the current run (or of ``run_id``) as a polars DataFrame; ``data``
-    is a data dir (a folder, an ``s3://`` URL, or a ``DataDir``)."""
+def read_table(data: DataDir | str | Path, name: str, run_id: str | None = None,
+               columns: list[str] | None = None) -> pl.DataFrame:
+    """A published table of the current run (or of ``run_id``) as a polars DataFrame (its
+    ``columns`` only, where given); ``data`` is a data dir (a folder, an ``s3://`` URL, or a
+    ``DataDir``)."""
     data = DataDir.open(data)
     run_id = _resolve(data, run_id)
     folder = data.table(run_id, name)
     if not any(folder.glob("*.parquet")):
         raise PublishError(f"no Parquet part in {folder}: the run is incomplete or was pruned")
-    return pl.read_parquet(folder / "*.parquet")
+    return pl.read_parquet(folder / "*.parquet", columns=columns)
 
 
 def read_manifest(data: DataDir | str | Path, run_id: str | None = None) -> dict[str, Any]:

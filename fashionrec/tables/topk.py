@@ -25,6 +25,7 @@ are computed in full; ``TopKResult.report`` says which and why, for the manifest
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -140,6 +141,11 @@ class PreviousTopK:
     basis: dict[str, dict[str, Any]]  # per table, TopKBasis.of(table) as its manifest recorded it
     items: pl.DataFrame  # ITEM_ID, GROUP, IMAGE_SHA256 (...), in its items table's row order
     lists: dict[str, DeepLists]  # per table
+
+    @functools.cached_property
+    def group_sizes(self) -> dict[str, int]:
+        """Items per group (counted once, not once per family of lists)."""
+        return dict(self.items[S.GROUP].value_counts().iter_rows())
 
 
 @dataclass(frozen=True)
@@ -416,7 +422,7 @@ def _state_table(ids: pa.Array, parts: list[_StateRows], depth: int) -> pa.Table
 
 
 def _prev_candidates(previous: PreviousTopK, group: str) -> int:
-    return previous.items.filter(pl.col(S.GROUP) == group).height
+    return previous.group_sizes.get(group, 0)
 
 
 def _lists(q, c, rows, cand_rows, fresh, same_group, config, previous, moves, table, group, other, incremental,

@@ -14,6 +14,7 @@ import pyarrow as pa
 from fashionrec.core import schemas as S
 from fashionrec.embedding.store import load_item_vectors, write_atomic
 from fashionrec.storage.data_dir import DataDir
+from fashionrec.vectors import StoredRows
 
 KEY, DIM, CDIM = "test-encoder-v2", 6, 3
 
@@ -45,6 +46,26 @@ def test_vectors_by_hash_across_parts_shared_images_and_missing(tmp_path):
     for i, sha in enumerate(vectors.items[S.IMAGE_SHA256].to_list()):
         np.testing.assert_array_equal(vectors.vectors[i], stored[sha][0])
         np.testing.assert_array_equal(vectors.colours[i], stored[sha][1])
+
+
+def test_rows_are_read_from_the_store_without_gathering_every_vector(tmp_path):
+    data = DataDir.open(tmp_path)
+    rng = np.random.default_rng(4)
+    stored = _part(data, "a", [f"s{i:03d}" for i in range(0, 300)], rng)
+    stored |= _part(data, "b", [f"s{i:03d}" for i in range(300, 420)], rng)
+    shas = [f"s{i:03d}" for i in rng.permutation(420)[:250]]
+    vectors, _ = load_item_vectors(_items(shas), data, KEY)
+    assert isinstance(vectors.source, StoredRows), "the store's rows are not copied when loaded"
+    assert vectors.shape == (250, DIM) and vectors.dim == DIM
+    expected = np.stack([stored[s][0] for s in vectors.items[S.IMAGE_SHA256].to_list()])
+    rows = rng.permutation(250)[:90]
+    np.testing.assert_array_equal(vectors.take(rows), expected[rows])
+    into = np.full((90, DIM), np.nan, np.float32)
+    assert vectors.take(rows, out=into) is into
+    np.testing.assert_array_equal(into, expected[rows])
+    assert isinstance(vectors.source, StoredRows), "taking rows gathers nothing else"
+    np.testing.assert_array_equal(vectors.vectors, expected)  # the whole matrix, on demand
+    np.testing.assert_array_equal(vectors.take(rows), expected[rows])
 
 
 def _items(shas: list[str]) -> pl.DataFrame:
