@@ -400,6 +400,25 @@ def fine_onehot(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return x
 
 
+def coverage(families: Sequence[Family], top: int = 10) -> dict[str, dict]:
+    """``retrieval.compatible_coverage`` of the table ``families`` make, from their candidate rows
+    (integers) rather than the table's 1.5 M neighbour ids (strings) at 50,000 items: per group
+    (as candidates), the share of its items listed at least once, the share of its slots held by
+    its ``top`` most listed items, and its slots."""
+    out: dict[str, dict] = {}
+    for other in sorted({f.other for f in families if f.other is not None}):
+        mine = [f for f in families if f.other == other]
+        cand_rows = np.asarray(mine[0].cand_rows, np.int64)  # every item of the group
+        listed = np.concatenate([f.idx[f.idx >= 0] for f in mine])
+        counts = np.bincount(listed, minlength=len(cand_rows))
+        counts = np.sort(counts[counts > 0])[::-1]
+        if not len(counts):
+            continue
+        out[other] = {"coverage": round(len(counts) / len(cand_rows), 4),
+                      "top_share": round(float(counts[:top].sum() / counts.sum()), 4), "slots": int(counts.sum())}
+    return out
+
+
 def expose(families: Sequence[Family], k: int) -> tuple[list[Family], int]:
     """Cut deep lists to ``k``, giving a slot to every candidate that would otherwise get none.
 

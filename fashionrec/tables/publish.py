@@ -20,8 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fashionrec.core import schemas as S
@@ -72,18 +74,32 @@ def write_manifest(data: DataDir, run_id: str, manifest: dict[str, Any]) -> Path
 def validate_table(
     table: pa.Table, name: str, item_groups: dict[str, str], k: int
 ) -> None:
-    """Check a table before it is published; raise PublishError naming what is wrong."""
+    """Check a table before it is published; raise PublishError naming what is wrong.
+
+    The table is sorted by item, neighbour category and rank (readers rely on it): each list is a
+    run of rows, checked against the row before it (no group-by over a table of millions), on the
+    Arrow columns as they are: strings compared in place, numbers as numpy arrays."""
     expected = S.TABLE_SCHEMAS[name]
     if not table.schema.equals(expected):
         raise PublishError(f"{name}: schema {table.schema} differs from {expected}")
-    df = pl.from_arrow(table)
+    column = {c: table.column(c).combine_chunks() for c in table.column_names}
+    items = column[S.ITEM_ID]
+    n = len(items)
     problems = []
-    if df[S.SCORE].is_nan().any() or df[S.SCORE].is_null().any():
-        problems.append(f"{int(df[S.SCORE].is_nan().sum())} NaN scores")
-    selfs = df.filter(pl.col(S.ITEM_ID) == pl.col(S.NEIGHBOR_ID))
-    if selfs.height:
-        problems.append(f"items listed as their own neighbour: {selfs[S.ITEM_ID].head(5).to_list()}")
-    missing = sorted(set(item_groups) - set(df[S.ITEM_ID].unique().to_list()))
+    score = column[S.SCORE].to_numpy(zero_copy_only=False)
+    if np.isnan(score).any() or column[S.SCORE].null_count:
+        problems.append(f"{int(np.isnan(score).sum())} NaN scores")
+    selfs = pc.filter(items, pc.equal(items, column[S.NEIGHBOR_ID]))
+    if len(selfs):
+        problems.append(f"items listed as their own neighbour: {selfs[:5].to_pylist()}")
+
+    def to_previous(op, c: str) -> np.ndarray:  # row i against row i - 1, for rows 1..n-1
+        return op(column[c][1:], column[c][:-1]).to_numpy(zero_copy_only=False) if n > 1 else np.zeros(0, bool)
+
+    same_item, item_after = to_previous(pc.equal, S.ITEM_ID), to_previous(pc.greater, S.ITEM_ID)
+    starts = np.concatenate([[True], ~same_item]) if n else np.zeros(0, bool)  # each item's first row
+    listed = set(pc.filter(items, pa.array(starts)).to_pylist())
+    missing = sorted(set(item_groups) - listed)
     group_sizes: dict[str, int] = {}
     for g in item_groups.values():
         group_sizes[g] = group_sizes.get(g, 0) + 1
@@ -94,39 +110,37 @@ def validate_table(
         missing = []  # a single group: no other group to be compatible with
     if missing:
         problems.append(f"{len(missing)} items missing, e.g. {missing[:5]}")
-    # the table is sorted by item, neighbour category and rank (readers rely on it): each list is
-    # a run of rows, checked against the row before it (no group-by over a table of millions)
-    item, prev_item = pl.col(S.ITEM_ID), pl.col(S.ITEM_ID).shift(1)
-    same_list = item == prev_item
+    rank = column[S.RANK].to_numpy(zero_copy_only=False).astype(np.int64)
+    rank_after = rank[1:] > rank[:-1]
     if name == S.COMPATIBLE_TABLE:
-        cat, prev_cat = pl.col(S.NEIGHBOR_CATEGORY), pl.col(S.NEIGHBOR_CATEGORY).shift(1)
-        in_order = (item > prev_item) | (same_list & ((cat > prev_cat) | ((cat == prev_cat)
-                                                                           & (pl.col(S.RANK) > pl.col(S.RANK).shift(1)))))
-        same_list = same_list & (cat == prev_cat)
+        same_cat = to_previous(pc.equal, S.NEIGHBOR_CATEGORY)
+        in_order = item_after | (same_item & (to_previous(pc.greater, S.NEIGHBOR_CATEGORY) | (same_cat & rank_after)))
+        same_list = same_item & same_cat
     else:
-        in_order = (item > prev_item) | (same_list & (pl.col(S.RANK) > pl.col(S.RANK).shift(1)))
-    rank_ok = pl.when(same_list.fill_null(False)).then(pl.col(S.RANK) == pl.col(S.RANK).shift(1) + 1) \
-        .otherwise(pl.col(S.RANK) == 1)
+        in_order = item_after | (same_item & rank_after)
+        same_list = same_item
     same_part = same_list
+    mixed = np.zeros(max(n - 1, 0), bool)
     if name == S.SIMILAR_TABLE:  # the item's own fine category first: scores descend within each part
-        same_part = same_list & (pl.col(S.SAME_CATEGORY) == pl.col(S.SAME_CATEGORY).shift(1))
-    checks = df.select(
-        (~in_order.fill_null(True)).alias("unsorted"),
-        (~rank_ok).alias("bad_rank"),
-        (pl.col(S.RANK) > k).alias("too_many"),
-        (same_part.fill_null(False) & (pl.col(S.SCORE) > pl.col(S.SCORE).shift(1) + 1e-6)).alias("ascending"),
-        ((same_list.fill_null(False) & pl.col(S.SAME_CATEGORY) & ~pl.col(S.SAME_CATEGORY).shift(1))
-         if name == S.SIMILAR_TABLE else pl.lit(False)).alias("mixed"),
-        item,
-    )
-    for column, what in (("unsorted", "rows not sorted by item, neighbour category and rank at items"),
-                         ("bad_rank", "ranks not 1..n for items"),
-                         ("too_many", f"more than K={k} rows for items"),
-                         ("ascending", "scores not descending for items"),
-                         ("mixed", "same-category neighbours after others for items")):
-        bad = checks.filter(pl.col(column))[S.ITEM_ID]
-        if bad.len():
-            problems.append(f"{what} {bad.unique(maintain_order=True).head(5).to_list()}")
+        same_cat = column[S.SAME_CATEGORY].to_numpy(zero_copy_only=False)
+        same_part = same_list & (same_cat[1:] == same_cat[:-1])
+        mixed = same_list & same_cat[1:] & ~same_cat[:-1]
+    first = np.zeros(min(n, 1), bool)  # row 0 has no row before it
+    checks = {
+        "unsorted": np.concatenate([first, ~in_order]),
+        "bad_rank": np.concatenate([rank[:1] != 1, np.where(same_list, rank[1:] != rank[:-1] + 1, rank[1:] != 1)]),
+        "too_many": rank > k,
+        "ascending": np.concatenate([first, same_part & (score[1:] > score[:-1] + np.float32(1e-6))]),
+        "mixed": np.concatenate([first, mixed]),
+    }
+    for key, what in (("unsorted", "rows not sorted by item, neighbour category and rank at items"),
+                      ("bad_rank", "ranks not 1..n for items"),
+                      ("too_many", f"more than K={k} rows for items"),
+                      ("ascending", "scores not descending for items"),
+                      ("mixed", "same-category neighbours after others for items")):
+        bad = np.nonzero(checks[key])[0]
+        if len(bad):
+            problems.append(f"{what} {pc.unique(items.take(pa.array(bad)))[:5].to_pylist()}")  # in row order
     if problems:
         raise PublishError(f"table {name} failed validation, nothing published: " + "; ".join(problems))
 

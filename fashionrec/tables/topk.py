@@ -153,6 +153,7 @@ class TopKResult:
     table: pa.Table  # the published table
     state: pa.Table  # the deep lists (topk_state_schema), kept beside the run
     report: dict[str, Any] = field(default_factory=dict)  # mode, reason, basis, rows, seconds
+    coverage: dict[str, dict] | None = None  # compatible items: neighbors.coverage of the table
 
 
 def load_previous_topk(data: DataDir) -> PreviousTopK | None:
@@ -613,7 +614,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     table = neighbors.lists_table(id_col, families, similar=False)
     report = _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed, time.perf_counter() - start)
     report["expose"] = {"on": config.expose, "depth": config.expose_depth, "items_given_a_slot": gained}
-    return TopKResult(table, _state_table(id_col, states, config.depth), report)
+    return TopKResult(table, _state_table(id_col, states, config.depth), report, neighbors.coverage(families))
 
 
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:

@@ -260,3 +260,14 @@ def test_a_sparse_prior_merged_into_product_lists_is_the_exact_top_of_the_sum(si
         order = np.lexsort((np.arange(300), -every[row]))[:e]
         assert idx[row].tolist() == order.tolist(), row
         np.testing.assert_array_equal(val[row], every[row, order])
+
+
+@pytest.mark.parametrize("expose", [True, False])
+def test_the_compatible_tables_coverage_from_its_rows_equals_the_tables_own(expose):
+    from fashionrec.tables.retrieval import compatible_coverage
+
+    vectors = Catalogue(600, seed=9).vectors()
+    result = compatible_tables(vectors, _model(2), TopKConfig(k=1, expose=expose))
+    by_table = compatible_coverage(pl.from_arrow(result.table), vectors.items)
+    assert set(by_table) == set(GROUPS) and by_table == result.coverage
+    assert expose or any(c["coverage"] < 1.0 for c in by_table.values())  # a case where the count matters
