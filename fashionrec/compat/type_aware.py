@@ -173,23 +173,32 @@ class TypeAwareNet(PairwiseModel, nn.Module):
 
         return score
 
-    def pair_spaces(self, vectors: ItemVectors) -> PairSpaces:
-        """Unit vectors in the pair's space: the nearest are an inner-product top-K.
+    def item_features(self, vectors: ItemVectors, rows: np.ndarray | None = None) -> np.ndarray:
+        """The shared embedding of the items of ``rows`` (None: every item) that each pair space
+        projects, in float64: (len(rows), space_dim). A row's value is a function of its item's
+        vector alone, so a refresh keeps last night's for the items whose image did not change."""
+        self.info.check_vectors(vectors)
+        rows = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows, np.int64)
+        with torch.inference_mode():
+            w, b = self.embed.weight.double(), self.embed.bias.double()
+            general = torch.empty((len(rows), w.shape[0]), dtype=torch.float64)  # once: N x space_dim
+            block = torch.empty((min(2048, len(rows)), vectors.dim), dtype=torch.float64)  # reused: no float64
+            x = np.empty((len(block), vectors.dim), np.float32)  # copy of every vector, nor fresh memory per block
+            for s in range(0, len(rows), max(len(block), 1)):
+                n = min(len(block), len(rows) - s)
+                block[:n].copy_(torch.from_numpy(vectors.take(rows[s : s + n], out=x[:n])))
+                torch.addmm(b, block[:n], w.T, out=general[s : s + n])
+        return general.numpy()
+
+    def pair_spaces(self, vectors: ItemVectors, features: np.ndarray | None = None) -> PairSpaces:
+        """Unit vectors in the pair's space: the nearest are an inner-product top-K. ``features``:
+        every item's ``item_features`` where the caller has them.
 
         Computed in float64, so that an item's vector in a space does not depend, to float32
         precision, on which other items share its matrix multiply (the refresh's incremental
         top-K keeps scores from one night to the next)."""
         self.info.check_vectors(vectors)
-        with torch.inference_mode():
-            w, b = self.embed.weight.double(), self.embed.bias.double()
-            n_items, dim = vectors.shape
-            general = torch.empty((n_items, w.shape[0]), dtype=torch.float64)  # once: N x space_dim
-            block = torch.empty((min(2048, n_items), dim), dtype=torch.float64)  # reused: no float64 copy of
-            rows = np.empty((len(block), dim), np.float32)  # every vector, nor fresh memory per block
-            for s in range(0, n_items, len(block)):
-                n = min(len(block), n_items - s)
-                block[:n].copy_(torch.from_numpy(vectors.take(np.arange(s, s + n), out=rows[:n])))
-                torch.addmm(b, block[:n], w.T, out=general[s : s + n])
+        general = torch.from_numpy(features if features is not None else self.item_features(vectors))
 
         # a space is shared by both orders of its pair of groups: (a, b)'s candidates are (b, a)'s
         # queries, projected once

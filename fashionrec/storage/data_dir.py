@@ -169,6 +169,11 @@ class DataDir:
         """A run's deep top-K lists of one table (not published: the next refresh's input)."""
         return self.run(run_id) / TOPK_STATE / f"{table}.parquet"
 
+    def topk_features(self, run_id: str, table: str) -> Path:
+        """The items' features the run's model scored one table's pairs from (``.npy``, rows of
+        the run's items table; not published: the next refresh keeps those of unchanged items)."""
+        return self.run(run_id) / TOPK_STATE / f"{table}.features.npy"
+
     def gallery(self, run_id: str) -> Path:
         return self.run(run_id) / GALLERY
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -23,7 +24,7 @@ from fashionrec.embedding.store import read_rejects
 from fashionrec.storage.data_dir import DataDir
 from fashionrec.tables import publish
 from fashionrec.tables.retrieval import compatible_coverage
-from fashionrec.tables.topk import TopKResult, write_topk_state
+from fashionrec.tables.topk import TopKResult, write_topk_features, write_topk_state
 from fashionrec.vectors import ItemVectors
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class RunTables:
     items: pa.Table
     rejects: pa.Table
     states: dict[str, pa.Table] = field(default_factory=dict)  # deep top-K lists, kept privately
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # the model's item features, kept privately
 
     def by_name(self) -> dict[str, pa.Table]:
         return {S.SIMILAR_TABLE: self.similar, S.COMPATIBLE_TABLE: self.compatible,
@@ -236,7 +238,8 @@ def assemble_run(
     the top-K results the tables came from (their deep lists are kept, their reports recorded)."""
     items = run_items(embedded.vectors)
     topk = topk or {}
-    tables = RunTables(similar, compatible, items, rejects, {name: r.state for name, r in topk.items()})
+    tables = RunTables(similar, compatible, items, rejects, {name: r.state for name, r in topk.items()},
+                       {name: r.features for name, r in topk.items() if r.features is not None})
     manifest = RunManifest(
         run_id=run_id, catalog=catalog_path, backbone=backbone, encoder_key=embedded.vectors.encoder_key, k=k,
         groups=list(catalog.group_mapping.names), model=model, catalog_items=catalog.items.height,
@@ -262,6 +265,8 @@ def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int) -
                 for name, table in tables.by_name().items()]
         jobs += [pool.submit(write_topk_state, data, manifest.run_id, name, state)
                  for name, state in tables.states.items()]
+        jobs += [pool.submit(write_topk_features, data, manifest.run_id, name, features)
+                 for name, features in tables.features.items()]
         for job in jobs:
             job.result()
     written = manifest.to_dict()

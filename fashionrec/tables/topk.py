@@ -141,6 +141,7 @@ class PreviousTopK:
     basis: dict[str, dict[str, Any]]  # per table, TopKBasis.of(table) as its manifest recorded it
     items: pl.DataFrame  # ITEM_ID, GROUP, IMAGE_SHA256 (...), in its items table's row order
     lists: dict[str, DeepLists]  # per table
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # per table: the model's item features
 
     @functools.cached_property
     def group_sizes(self) -> dict[str, int]:
@@ -154,6 +155,7 @@ class TopKResult:
     state: pa.Table  # the deep lists (topk_state_schema), kept beside the run
     report: dict[str, Any] = field(default_factory=dict)  # mode, reason, basis, rows, seconds
     coverage: dict[str, dict] | None = None  # compatible items: neighbors.coverage of the table
+    features: np.ndarray | None = None  # compatible items: the model's item features, kept beside the run
 
 
 def load_previous_topk(data: DataDir) -> PreviousTopK | None:
@@ -185,7 +187,18 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
                 lists[name] = deep
             except Exception as exc:  # damaged, or of an older layout: that table is computed in full
                 log.warning("ignoring the top-K lists %s (%s): that table is computed in full", path, exc)
-    return PreviousTopK(run_id, basis, items, lists)
+    features = {}
+    for name in (S.COMPATIBLE_TABLE,):
+        path = data.topk_features(run_id, name)
+        if path.exists():
+            try:
+                matrix = np.load(path, mmap_mode="r")
+                if matrix.ndim != 2 or matrix.shape[0] != items.height:
+                    raise ValueError(f"{matrix.shape[0]} rows for the run's {items.height} items")
+                features[name] = matrix
+            except Exception as exc:  # damaged: every item's features are computed again
+                log.warning("ignoring the item features %s (%s): they are computed again", path, exc)
+    return PreviousTopK(run_id, basis, items, lists, features)
 
 
 def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) -> None:
@@ -197,6 +210,38 @@ def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) ->
     pq.write_table(state, tmp, compression={c: ("none" if c in lists else "snappy") for c in names},
                    use_dictionary=[c for c in names if c in S.LOW_CARDINALITY], write_statistics=False)
     tmp.replace(path)
+
+
+def write_topk_features(data: DataDir, run_id: str, table: str, features: np.ndarray) -> None:
+    path = data.topk_features(run_id, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:  # (np.save would append .npy to the temporary name)
+        np.save(fh, np.ascontiguousarray(features))
+    tmp.replace(path)
+
+
+def _item_features(model: CompatModel, vectors: ItemVectors, previous: PreviousTopK | None, moves: _Moves | None,
+                   fresh: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """The model's item features (None: a kind without them) and how many were kept from the
+    previous run: those of items whose image is unchanged, when the lists are updated (same
+    model and embeddings); the rest computed."""
+    compute = getattr(model, "item_features", None)
+    if compute is None:
+        return None, 0
+    old = previous.features.get(S.COMPATIBLE_TABLE) if previous is not None and moves is not None else None
+    if old is None or old.shape[0] != len(moves.row):
+        return compute(vectors), 0
+    prev_of = np.full(vectors.shape[0], -1, np.int64)  # each current row's row in the previous run
+    kept = moves.row >= 0
+    prev_of[moves.row[kept]] = np.nonzero(kept)[0]
+    reuse = (prev_of >= 0) & ~fresh
+    out = np.empty((vectors.shape[0], old.shape[1]), np.float64)
+    out[reuse] = old[prev_of[reuse]]
+    todo = np.nonzero(~reuse)[0]
+    if len(todo):
+        out[todo] = compute(vectors, todo)
+    return out, int(reuse.sum())
 
 
 def _why_full(table: str, basis: TopKBasis, previous: PreviousTopK | None) -> str | None:
@@ -574,7 +619,8 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     id_col = neighbors.id_array(vectors.items[S.ITEM_ID].to_arrow())
     fresh = _fresh(vectors, previous)
     moves = _Moves.of(vectors, previous) if why is None else None
-    spaces = model.pair_spaces(vectors)
+    features, features_kept = _item_features(model, vectors, previous, moves, fresh)
+    spaces = model.pair_spaces(vectors) if features is None else model.pair_spaces(vectors, features)
     groups = vectors.group_rows()
     families, states, total, recomputed = [], [], 0, 0
     for group, rows in groups.items():
@@ -614,7 +660,10 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     table = neighbors.lists_table(id_col, families, similar=False)
     report = _report(why, basis.of(S.COMPATIBLE_TABLE), total, recomputed, time.perf_counter() - start)
     report["expose"] = {"on": config.expose, "depth": config.expose_depth, "items_given_a_slot": gained}
-    return TopKResult(table, _state_table(id_col, states, config.depth), report, neighbors.coverage(families))
+    if features is not None:
+        report["item_features"] = {"kept": features_kept, "computed": len(features) - features_kept}
+    return TopKResult(table, _state_table(id_col, states, config.depth), report, neighbors.coverage(families),
+                      features)
 
 
 def similar_topk(vectors: ItemVectors, config: TopKConfig = TopKConfig()) -> pa.Table:

@@ -46,3 +46,10 @@ def test_type_aware_through_the_flows(data_dir, sample_catalog):
     suggestions = RecommendationStore(data_dir).complete_outfit([top], k=5)
     assert len(suggestions) == 5 and {s.category for s in suggestions} <= {"bottoms", "shoes", "bags"}
     assert [s.score for s in suggestions] == sorted((s.score for s in suggestions), reverse=True)
+
+    # the next night, nothing changed: the lists and the model's item features are the run's own
+    again = nightly_refresh(catalog=str(sample_catalog), data_dir=str(data_dir), backbone=TEST_BACKBONE, k=4)
+    report = again["topk"][S.COMPATIBLE_TABLE]
+    assert report["mode"] == "incremental" and report["lists_recomputed"] == 0, report
+    assert report["item_features"] == {"kept": n, "computed": 0}
+    assert read_table(data_dir, S.COMPATIBLE_TABLE).equals(compatible)

@@ -75,6 +75,7 @@ def _previous(vectors: ItemVectors, similar, compatible, run_id: str = "r0") -> 
         vectors.items.select(S.ITEM_ID, S.GROUP, S.IMAGE_SHA256),
         {S.SIMILAR_TABLE: DeepLists.from_table(similar.state),
          S.COMPATIBLE_TABLE: DeepLists.from_table(compatible.state)},
+        {S.COMPATIBLE_TABLE: compatible.features},  # the model's item features, kept for unchanged items
     )
 
 
@@ -153,6 +154,9 @@ def test_incremental_equals_full_after_adds_removals_changes_and_ties(seed, k, m
         assert r.report["lists_recomputed"] < r.report["lists"] / 2, r.report
     for r in full:
         assert r.report["mode"] == "full" and r.report["reason"] == "full: no previous run"
+    kept = incremental[1].report["item_features"]
+    assert kept["kept"] > 0.9 * len(now.items) and kept["computed"] >= 12, kept  # the new and changed ones
+    assert full[1].report["item_features"] == {"kept": 0, "computed": len(now.items)}
     # expose (on by default) moved items into the compatible lists: the incremental lists must
     # know the top expose_depth exactly, not only the top K, to give the same slots
     assert full[1].report["expose"]["items_given_a_slot"] > 0 or k > 2
