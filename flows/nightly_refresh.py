@@ -37,6 +37,7 @@ from tasks.tables import (
     similar_tables,
     write_gallery,
     write_run,
+    write_topk_table,
 )
 from tasks.training import load_champion
 
@@ -72,7 +73,9 @@ def nightly_refresh(
         if data.is_remote:
             pull(data)
         run_id = new_run_id()
-        with flow_process_threads() as side_by_side:  # independent steps at once (numpy, pyarrow, torch free the GIL)
+        # independent steps at once (numpy, pyarrow, torch free the GIL); four threads, as a table's
+        # write waits in one for the table to be computed
+        with flow_process_threads(max_workers=4) as side_by_side:
             # the model and the previous run's lists are read while the catalogue loads and the images embed
             champion = side_by_side.submit(load_champion, {"data": data})
             previous = side_by_side.submit(load_previous_topk, {"data": data})
@@ -102,15 +105,21 @@ def nightly_refresh(
                                                            **shared})
             compatible = side_by_side.submit(compatible_tables, {"vectors": embedded.vectors,
                                                                  "model": champion.model, **shared})
+            # each table is validated and written (with its deep lists) while the other is computed
+            written = [side_by_side.submit(write_topk_table, {"data": data, "run_id": run_id, "name": name,
+                                                              "result": future, "items": embedded.vectors.items,
+                                                              "k": k})
+                       for name, future in ((S.SIMILAR_TABLE, similar), (S.COMPATIBLE_TABLE, compatible))]
             similar, compatible = similar.result(), compatible.result()
             clock.lap("topk")
 
-        model = ModelUsed(champion.uri, champion.version, champion.info.kind)
-        tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar.table,
-                                        compatible.table, embed.backbone, k, model, catalog,
-                                        {S.SIMILAR_TABLE: similar, S.COMPATIBLE_TABLE: compatible})
+            model = ModelUsed(champion.uri, champion.version, champion.info.kind)
+            tables, manifest = assemble_run(data, run_id, cat, filtered, embedded, rejects, similar.table,
+                                            compatible.table, embed.backbone, k, model, catalog,
+                                            {S.SIMILAR_TABLE: similar, S.COMPATIBLE_TABLE: compatible})
+            written = [w.result() for w in written]
         result = write_run(data, tables, replace(manifest, seconds=dict(clock.seconds),
-                                                 ran_on=stage_placement(blocks)), k)
+                                                 ran_on=stage_placement(blocks)), k, written)
         gallery = write_gallery(data, run_id, return_state=True)  # a page that fails costs no table
         if gallery.is_failed():
             logger.warning("the run's gallery page could not be written (%s); the run is published "

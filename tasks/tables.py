@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -46,8 +47,14 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
-def write_run(data: DataDir, tables: runs.RunTables, manifest: runs.RunManifest, k: int) -> dict[str, Any]:
-    return runs.write_run(data, tables, manifest, k)
+def write_topk_table(data: DataDir, run_id: str, name: str, result: TopKResult, items: pl.DataFrame, k: int) -> str:
+    return runs.write_topk_table(data, run_id, name, result, items, k)
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def write_run(data: DataDir, tables: runs.RunTables, manifest: runs.RunManifest, k: int,
+              written: list[str] | None = None) -> dict[str, Any]:
+    return runs.write_run(data, tables, manifest, k, written or ())
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

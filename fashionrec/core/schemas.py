@@ -138,24 +138,25 @@ COMPATIBLE_SCHEMA = pa.schema(
     ]
 )
 
-# a run's private deep top-K lists (DataDir.topk_state), one row per query item and candidate
-# group: the item's row in the run's items table (ITEMS_TABLE, item id order), its best K +
+# a run's private deep top-K lists (DataDir.topk_state, an Arrow IPC file read memory-mapped), one
+# row per query item and candidate group: the item's row in the run's items table (ITEMS_TABLE,
+# item id order), its group and the candidate group (dictionary-encoded names), its best K +
 # TopKConfig.depth_margin candidates as rows of that table (best first, -1 padding) and their
 # ranking values (SCORES: the model's raw value, before its monotone map to the published score;
 # -inf padding), so the next refresh updates them with integer arithmetic, not string joins
 ITEM_ROW = "item_row"
 NEIGHBOR_ROWS = "neighbor_rows"
 SCORES = "scores"
+_GROUP_NAME = pa.dictionary(pa.int8(), pa.string())
 
 
 def topk_state_schema(depth: int) -> pa.Schema:
     """Schema of a run's deep lists of ``depth`` candidates per list."""
     return pa.schema(
         [
-            pa.field(ITEM_ID, pa.string(), nullable=False),
-            pa.field(GROUP, pa.string(), nullable=False),
-            pa.field(NEIGHBOR_CATEGORY, pa.string(), nullable=False),
             pa.field(ITEM_ROW, pa.int32(), nullable=False),
+            pa.field(GROUP, _GROUP_NAME, nullable=False),
+            pa.field(NEIGHBOR_CATEGORY, _GROUP_NAME, nullable=False),
             pa.field(NEIGHBOR_ROWS, pa.list_(pa.int32(), depth), nullable=False),
             pa.field(SCORES, pa.list_(pa.float32(), depth), nullable=False),
         ]

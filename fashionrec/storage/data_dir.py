@@ -166,8 +166,8 @@ class DataDir:
         return self.run(run_id) / MANIFEST
 
     def topk_state(self, run_id: str, table: str) -> Path:
-        """A run's deep top-K lists of one table (not published: the next refresh's input)."""
-        return self.run(run_id) / TOPK_STATE / f"{table}.parquet"
+        """A run's deep top-K lists of one table (Arrow IPC; not published: the next refresh's input)."""
+        return self.run(run_id) / TOPK_STATE / f"{table}.arrow"
 
     def topk_features(self, run_id: str, table: str) -> Path:
         """The items' features the run's model scored one table's pairs from (``.npy``, rows of

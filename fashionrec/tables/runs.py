@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import polars as pl
@@ -141,7 +141,13 @@ class RunTables:
                 S.ITEMS_TABLE: self.items, S.REJECTS_TABLE: self.rejects}
 
     def item_groups(self) -> dict[str, str]:
-        return dict(zip(self.items.column(S.ITEM_ID).to_pylist(), self.items.column(S.GROUP).to_pylist()))
+        return item_groups(self.items)
+
+
+def item_groups(items: pa.Table | pl.DataFrame) -> dict[str, str]:
+    """Each item's group, by id."""
+    return dict(zip(items[S.ITEM_ID].to_list() if isinstance(items, pl.DataFrame) else items[S.ITEM_ID].to_pylist(),
+                    items[S.GROUP].to_list() if isinstance(items, pl.DataFrame) else items[S.GROUP].to_pylist()))
 
 
 @dataclass(frozen=True)
@@ -252,23 +258,40 @@ def assemble_run(
     return tables, manifest
 
 
-def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int) -> dict[str, Any]:
-    """Validate and write a run's tables, then its manifest (the manifest marks it complete);
-    returns the manifest as written."""
+def write_topk_table(data: DataDir, run_id: str, name: str, result: TopKResult, items: pa.Table | pl.DataFrame,
+                     k: int) -> str:
+    """Validate one top-K table of a run against its ``items`` and write it, with its deep lists
+    and the model's item features (what the next refresh keeps); returns its name. The refresh
+    writes each table while the other is still being computed."""
+    publish.validate_table(result.table, name, item_groups(items), k)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # Parquet encoding releases the GIL
+        jobs = [pool.submit(publish.write_table, result.table, data, run_id, name),
+                pool.submit(write_topk_state, data, run_id, name, result.state)]
+        if result.features is not None:
+            jobs.append(pool.submit(write_topk_features, data, run_id, name, result.features))
+        for job in jobs:
+            job.result()
+    return name
+
+
+def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int,
+              written: Collection[str] = ()) -> dict[str, Any]:
+    """Validate and write a run's tables (but those ``written`` already, by ``write_topk_table``),
+    then its manifest (the manifest marks it complete); returns the manifest as written."""
     groups = tables.item_groups()
-    for name, table in tables.by_name().items():
+    todo = {name: table for name, table in tables.by_name().items() if name not in written}
+    for name, table in todo.items():
         if name in S.TABLE_SCHEMAS:
             publish.validate_table(table, name, groups, k)
     # Parquet encoding releases the GIL: the files are written side by side (each atomically)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = [pool.submit(publish.write_table, table, data, manifest.run_id, name)
-                for name, table in tables.by_name().items()]
+        jobs = [pool.submit(publish.write_table, table, data, manifest.run_id, name) for name, table in todo.items()]
         jobs += [pool.submit(write_topk_state, data, manifest.run_id, name, state)
-                 for name, state in tables.states.items()]
+                 for name, state in tables.states.items() if name not in written]
         jobs += [pool.submit(write_topk_features, data, manifest.run_id, name, features)
-                 for name, features in tables.features.items()]
+                 for name, features in tables.features.items() if name not in written]
         for job in jobs:
             job.result()
-    written = manifest.to_dict()
-    publish.write_manifest(data, manifest.run_id, written)
-    return written
+    written_manifest = manifest.to_dict()
+    publish.write_manifest(data, manifest.run_id, written_manifest)
+    return written_manifest

@@ -35,7 +35,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from fashionrec.compat.interface import CompatModel
@@ -107,30 +106,33 @@ class DeepLists:
     and candidate group; items are rows of that run's items table."""
 
     families: dict[tuple[str, str], np.ndarray]  # (group, candidate group) -> its rows of the arrays below
-    item_row: np.ndarray  # (n,) int64
-    neighbor_rows: np.ndarray  # (n, depth) int64, best first, -1 padding
+    item_row: np.ndarray  # (n,) int32
+    neighbor_rows: np.ndarray  # (n, depth) int32, best first, -1 padding
     scores: np.ndarray  # (n, depth) float32, -inf padding
 
     @classmethod
     def from_table(cls, table: pa.Table) -> "DeepLists":
         """From a state table; ValueError where it is not of ``topk_state_schema`` (an older layout)."""
         field_ = table.schema.field(S.NEIGHBOR_ROWS) if S.NEIGHBOR_ROWS in table.column_names else None
-        if field_ is None or not pa.types.is_fixed_size_list(field_.type):
-            raise ValueError("not the deep-list layout of this version (one row per list)")
-        table = table.cast(S.topk_state_schema(field_.type.list_size))
+        if field_ is None or not pa.types.is_fixed_size_list(field_.type) \
+                or not table.schema.equals(S.topk_state_schema(field_.type.list_size)):
+            raise ValueError("not the deep-list layout of this version (one row per list, rows and group codes)")
         n, depth = table.num_rows, field_.type.list_size
-        keys = pl.from_arrow(table.select([S.GROUP, S.NEIGHBOR_CATEGORY])).with_row_index("_i")
-        families = {(g, o): np.asarray(i, np.int64) for g, o, i in
-                    keys.group_by([S.GROUP, S.NEIGHBOR_CATEGORY]).agg(pl.col("_i")).iter_rows()}
+        names = [table.column(c).combine_chunks() if n else None for c in (S.GROUP, S.NEIGHBOR_CATEGORY)]
+        families: dict[tuple[str, str], np.ndarray] = {}
+        if n:
+            (g, gd), (o, od) = ((a.indices.to_numpy().astype(np.int64), a.dictionary.to_pylist()) for a in names)
+            key = g * len(od) + o
+            order = np.argsort(key, kind="stable")
+            keys, starts = np.unique(key[order], return_index=True)
+            for k_, rows in zip(keys, np.split(order, starts[1:])):
+                families[(gd[k_ // len(od)], od[k_ % len(od)])] = rows
 
-        def matrix(name: str, dtype) -> np.ndarray:
-            col = table.column(name).combine_chunks() if n else None
-            if col is None:
-                return np.zeros((0, depth), dtype)
-            return col.values.to_numpy(zero_copy_only=False).reshape(n, depth).astype(dtype, copy=False)
+        def matrix(name: str) -> np.ndarray:
+            col = table.column(name).combine_chunks()
+            return col.values.to_numpy(zero_copy_only=False).reshape(n, depth)
 
-        return cls(families, table.column(S.ITEM_ROW).to_numpy().astype(np.int64), matrix(S.NEIGHBOR_ROWS, np.int64),
-                   matrix(S.SCORES, np.float32))
+        return cls(families, table.column(S.ITEM_ROW).to_numpy(), matrix(S.NEIGHBOR_ROWS), matrix(S.SCORES))
 
 
 @dataclass(frozen=True)
@@ -173,17 +175,17 @@ def load_previous_topk(data: DataDir) -> PreviousTopK | None:
         return None
     basis = {name: rec.get("basis") for name, rec in (manifest.get("topk") or {}).items() if isinstance(rec, dict)}
     lists = {}
-    item_ids = pa.array(items[S.ITEM_ID].to_list(), pa.string()) if items.height else pa.array([], pa.string())
+    groups = pa.array(items[S.GROUP].to_list(), pa.string()) if items.height else pa.array([], pa.string())
     for name in (S.SIMILAR_TABLE, S.COMPATIBLE_TABLE):
         path = data.topk_state(run_id, name)
         if path.exists():
             try:
-                table = pq.read_table(path)
+                table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()  # no decode: pages the OS caches
                 deep = DeepLists.from_table(table)
-                rows = table.column(S.ITEM_ROW)
-                if len(rows) and (pc.max(rows).as_py() >= len(item_ids) or pc.min(rows).as_py() < 0
-                                  or not pc.take(item_ids, rows).equals(table.column(S.ITEM_ID))):
-                    raise ValueError(f"its rows do not match the run's items table ({len(item_ids)} items)")
+                rows = deep.item_row
+                if len(rows) and (rows.max() >= len(groups) or rows.min() < 0 or not pc.take(groups, rows).equals(
+                        table.column(S.GROUP).combine_chunks().cast(pa.string()))):
+                    raise ValueError(f"its rows do not match the run's items table ({len(groups)} items)")
                 lists[name] = deep
             except Exception as exc:  # damaged, or of an older layout: that table is computed in full
                 log.warning("ignoring the top-K lists %s (%s): that table is computed in full", path, exc)
@@ -205,10 +207,8 @@ def write_topk_state(data: DataDir, run_id: str, table: str, state: pa.Table) ->
     path = data.topk_state(run_id, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    lists = (S.NEIGHBOR_ROWS, S.SCORES)  # row numbers and scores: neither compress nor repeat
-    names = state.column_names  # read whole, never looked up: no statistics
-    pq.write_table(state, tmp, compression={c: ("none" if c in lists else "snappy") for c in names},
-                   use_dictionary=[c for c in names if c in S.LOW_CARDINALITY], write_statistics=False)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, state.schema) as writer:
+        writer.write_table(state, max_chunksize=max(state.num_rows, 1))  # one batch: one view when read
     tmp.replace(path)
 
 
@@ -438,7 +438,7 @@ def _state_rows(group: str, other: str, rows: np.ndarray, cand_rows: np.ndarray,
     return _StateRows(group, other, np.asarray(rows, np.int64), nb, lists.val)
 
 
-def _state_table(ids: pa.Array, parts: list[_StateRows], depth: int) -> pa.Table:
+def _state_table(parts: list[_StateRows], depth: int) -> pa.Table:
     """The state table of a table's families, every list padded to ``depth`` entries."""
     width = max([depth, 1, *(p.neighbor_rows.shape[1] for p in parts)])
     n = sum(len(p.rows) for p in parts)
@@ -453,15 +453,14 @@ def _state_table(ids: pa.Array, parts: list[_StateRows], depth: int) -> pa.Table
     names = sorted({p.group for p in parts} | {p.other for p in parts})
 
     def names_of(attr: str) -> pa.Array:
-        codes = np.concatenate([np.full(len(p.rows), names.index(getattr(p, attr)), np.int32) for p in parts]) \
-            if parts else np.zeros(0, np.int32)
-        return pa.array(names, pa.string()).take(pa.array(codes))
+        codes = np.concatenate([np.full(len(p.rows), names.index(getattr(p, attr)), np.int8) for p in parts]) \
+            if parts else np.zeros(0, np.int8)
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(names, pa.string()))
 
     return pa.table({
-        S.ITEM_ID: ids.take(pa.array(rows)),
+        S.ITEM_ROW: rows.astype(np.int32),
         S.GROUP: names_of("group"),
         S.NEIGHBOR_CATEGORY: names_of("other"),
-        S.ITEM_ROW: rows.astype(np.int32),
         S.NEIGHBOR_ROWS: pa.FixedSizeListArray.from_arrays(pa.array(nb.ravel()), width),
         S.SCORES: pa.FixedSizeListArray.from_arrays(pa.array(sc.ravel()), width),
     }, schema=S.topk_state_schema(width))
@@ -600,7 +599,7 @@ def similar_tables(vectors: ItemVectors, config: TopKConfig = TopKConfig(), basi
         log.info("similar items: %s, %d items x %d (%d lists computed in full)", group, len(rows), ke,
                  lists.recomputed)
     table = neighbors.lists_table(id_col, families, similar=True)
-    return TopKResult(table, _state_table(id_col, states, config.depth),
+    return TopKResult(table, _state_table(states, config.depth),
                       _report(why, basis.of(S.SIMILAR_TABLE), total, recomputed, time.perf_counter() - start))
 
 
@@ -662,7 +661,7 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
     report["expose"] = {"on": config.expose, "depth": config.expose_depth, "items_given_a_slot": gained}
     if features is not None:
         report["item_features"] = {"kept": features_kept, "computed": len(features) - features_kept}
-    return TopKResult(table, _state_table(id_col, states, config.depth), report, neighbors.coverage(families),
+    return TopKResult(table, _state_table(states, config.depth), report, neighbors.coverage(families),
                       features)
 
 
