@@ -30,3 +30,21 @@ def test_a_frozen_heap_skips_older_objects_and_frees_them_after_the_block():
     gc.collect()
     assert older_ref() is None, "after the block the older garbage is freed: nothing leaks"
     assert gc.get_freeze_count() == 0
+
+
+def _pool_after_importing_flows(env_pool: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if env_pool:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = env_pool
+    code = "import fashionrec.tables.topk, flows, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_flow_processes_take_arrow_buffers_from_the_c_allocator_unless_told_otherwise():
+    assert _pool_after_importing_flows(None) == "system"  # even after the library made its first buffers
+    assert _pool_after_importing_flows("mimalloc") == "mimalloc"
