@@ -402,17 +402,24 @@ def _entering(q: np.ndarray, c: np.ndarray, q_rows: np.ndarray, c_rows: np.ndarr
     """The pairs (i, j) of query ``q_rows[i]`` and candidate ``c_rows[j]`` whose float32 score,
     plus float32's error bound on a dot product, reaches ``last[i]`` (every pair of a row where
     ``every[i]``), in row order, with their exact scores (``det_scores``). Only these few pairs
-    are scored exactly: a new candidate below a list's last entry cannot be placed in it anyway."""
+    are scored exactly: a new candidate below a list's last entry cannot be placed in it anyway.
+    ``q_rows`` is in ascending order."""
     c32 = np.ascontiguousarray(c[c_rows], dtype=np.float32)
     c_norm = float(neighbors.row_norms(c32).max())
     ct = torch.from_numpy(c32).T
     rs, js = [], []
+    # blocks of consecutive rows of q, each scored whole (a view, no copy, where q is float32) and
+    # cut to its rows in q_rows (sorted: the lists in row order), which are most of them
+    ends = np.searchsorted(q_rows, np.arange(0, q.shape[0] + block, block)[1:])
     with torch.inference_mode():
-        for s in range(0, len(q_rows), block):
-            qb = np.ascontiguousarray(q[q_rows[s : s + block]], dtype=np.float32)
-            err = neighbors.dot_error_bound(qb, c_norm)
-            fast = torch.matmul(torch.from_numpy(qb), ct).numpy()
-            r, j = np.nonzero((fast + err[:, None] >= last[s : s + block, None]) | every[s : s + block, None])
+        for i, (s, e) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
+            if s == e:
+                continue
+            at = q_rows[s:e] - i * block
+            qb = np.ascontiguousarray(q[i * block : i * block + int(at[-1]) + 1], dtype=np.float32)
+            err = neighbors.dot_error_bound(qb, c_norm)[at]
+            fast = torch.matmul(torch.from_numpy(qb), ct).numpy()[at]
+            r, j = np.nonzero((fast + err[:, None] >= last[s:e, None]) | every[s:e, None])
             rs.append(r + s)
             js.append(j)
     r = np.concatenate(rs) if rs else np.zeros(0, np.int64)
