@@ -23,7 +23,7 @@ from fashionrec.tables.publish import new_run_id
 from fashionrec.tables.runs import ModelUsed, Stopwatch, assemble_run
 from fashionrec.tables.topk import TopKBasis
 from flows.embedding import embed_items
-from flows.runners import block_runner, flow_process_threads, frozen_heap, stage_placement
+from flows.runners import block_runner, flow_process_threads, frozen_heap, shared_torch_threads, stage_placement
 from tasks.artifacts import publish_refresh_artifacts
 from tasks.catalog import filter_categories, load_catalog
 from tasks.embedding import embed_titles
@@ -101,16 +101,17 @@ def nightly_refresh(
             basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
             blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
             shared = {"config": topk, "basis": basis, "previous": previous.result(), "run_blocks": blocks}
-            similar = side_by_side.submit(similar_tables, {"vectors": titles.vectors, "text_model": titles.model_id,
-                                                           **shared})
-            compatible = side_by_side.submit(compatible_tables, {"vectors": embedded.vectors,
-                                                                 "model": champion.model, **shared})
-            # each table is validated and written (with its deep lists) while the other is computed
-            written = [side_by_side.submit(write_topk_table, {"data": data, "run_id": run_id, "name": name,
-                                                              "result": future, "items": embedded.vectors.items,
-                                                              "k": k})
-                       for name, future in ((S.SIMILAR_TABLE, similar), (S.COMPATIBLE_TABLE, compatible))]
-            similar, compatible = similar.result(), compatible.result()
+            with shared_torch_threads(2):
+                similar = side_by_side.submit(similar_tables, {"vectors": titles.vectors,
+                                                               "text_model": titles.model_id, **shared})
+                compatible = side_by_side.submit(compatible_tables, {"vectors": embedded.vectors,
+                                                                     "model": champion.model, **shared})
+                # each table is validated and written (with its deep lists) while the other is computed
+                written = [side_by_side.submit(write_topk_table, {"data": data, "run_id": run_id, "name": name,
+                                                                  "result": future, "items": embedded.vectors.items,
+                                                                  "k": k})
+                           for name, future in ((S.SIMILAR_TABLE, similar), (S.COMPATIBLE_TABLE, compatible))]
+                similar, compatible = similar.result(), compatible.result()
             clock.lap("topk")
 
             model = ModelUsed(champion.uri, champion.version, champion.info.kind)

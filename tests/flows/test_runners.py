@@ -48,3 +48,14 @@ def _pool_after_importing_flows(env_pool: str | None) -> str:
 def test_flow_processes_take_arrow_buffers_from_the_c_allocator_unless_told_otherwise():
     assert _pool_after_importing_flows(None) == "system"  # even after the library made its first buffers
     assert _pool_after_importing_flows("mimalloc") == "mimalloc"
+
+
+def test_side_by_side_tasks_share_torchs_threads_and_get_them_back():
+    import torch
+
+    from flows.runners import shared_torch_threads
+
+    before = torch.get_num_threads()
+    with shared_torch_threads(2):
+        assert torch.get_num_threads() == max(1, before // 2)
+    assert torch.get_num_threads() == before
