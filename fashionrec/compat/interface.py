@@ -48,6 +48,14 @@ class PairSpace:
     bonus: Any = None  # scipy.sparse matrix or None
 
 
+def sigmoid(logit: np.ndarray) -> np.ndarray:
+    """The logistic function, element by element in float64 (as float32): a published score
+    depends on its pair alone. torch's sigmoid gives another last bit to an element computed
+    in its scalar tail than in its vector loop, so a score depended on the array's length and
+    on the thread count: the refresh's incremental table then differed from a full one."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(logit, np.float64)))).astype(np.float32)
+
+
 # (group, its rows, other group, its rows) -> the pair space of those items
 PairSpaces = Callable[[str, np.ndarray, str, np.ndarray], PairSpace]
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fashionrec.compat.info import ModelInfo
-from fashionrec.compat.interface import PairScorer, PairSpace, PairSpaces, PairwiseModel
+from fashionrec.compat.interface import PairScorer, PairSpace, PairSpaces, PairwiseModel, sigmoid
 from fashionrec.core.config import check_range, from_dict
 from fashionrec.core.errors import ModelError
 from fashionrec.vectors import ItemVectors
@@ -94,7 +94,7 @@ class CompatibilityMLP(PairwiseModel, nn.Module):
 
         def space(group: str, rows: np.ndarray, other: str, cand_rows: np.ndarray) -> PairSpace:
             return PairSpace(pa[torch.from_numpy(rows)], pb[torch.from_numpy(cand_rows)],
-                             to_score=lambda logit: torch.sigmoid(torch.from_numpy(logit)).numpy(),
+                             to_score=sigmoid,
                              score_block=scorer.logits)
 
         return space

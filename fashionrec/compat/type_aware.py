@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from fashionrec.compat.info import ModelInfo
-from fashionrec.compat.interface import PairScorer, PairSpace, PairSpaces, PairwiseModel
+from fashionrec.compat.interface import PairScorer, PairSpace, PairSpaces, PairwiseModel, sigmoid
 from fashionrec.core.config import check_range, from_dict
 from fashionrec.core.errors import ConfigError, ModelError
 from fashionrec.vectors import ItemVectors
@@ -152,8 +152,9 @@ class TypeAwareNet(PairwiseModel, nn.Module):
         return self.score_from_distance(self.distance(x1, x2, self.space_of(g1, g2)))
 
     def _scores_of_dots(self, dot: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.score_from_dot(torch.from_numpy(np.ascontiguousarray(dot, np.float32))).numpy()
+        """``score_from_dot`` of a table's inner products, element by element (``sigmoid``)."""
+        distance = np.maximum(2.0 - 2.0 * np.asarray(dot, np.float64), 0.0)
+        return sigmoid((float(self.bias.detach()) - distance) / float(self.log_temperature.detach().exp()))
 
     # --- the CompatModel interface --------------------------------------------------------------
     def pair_scorer(self, vectors: ItemVectors, block: int = 1 << 15) -> PairScorer:

@@ -176,3 +176,25 @@ def test_registering_both_kinds_promotes_the_better(sample, data_dir):
         ref = strong_ta.model(x[:2], x[2:4], codes[:, 0], codes[:, 1]).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-6)
     assert isinstance(load_champion(data_dir, alias="challenger").model, CompatibilityMLP)
+
+
+def test_published_scores_depend_on_each_pair_alone_not_on_the_array_or_threads():
+    """A table's scores come out of its raw values element by element: the same value scores
+    the same whether it is alone, in a long array, or computed on one thread or several (torch's
+    sigmoid rounded its vector loop and its scalar tail differently, and an incremental table
+    then differed from a full recompute in a score's last bit)."""
+    key = encoder_key(TEST_BACKBONE)
+    vectors = random_vectors(300, 32, key)
+    raw = np.random.default_rng(1).uniform(-1, 1, 10_007).astype(np.float32)
+    mlp = CompatibilityMLP(32, 16).eval()
+    space = mlp.pair_spaces(vectors)(GROUPS[0], np.arange(5), GROUPS[1], np.arange(5, 10))
+    threads = torch.get_num_threads()
+    try:
+        for to_score in (random_model(32, key)._scores_of_dots, space.to_score):
+            whole = to_score(raw)
+            assert np.array_equal(whole, np.concatenate([to_score(raw[i : i + 1]) for i in range(len(raw))]))
+            torch.set_num_threads(1)
+            assert np.array_equal(whole, to_score(raw))
+            torch.set_num_threads(threads)
+    finally:
+        torch.set_num_threads(threads)
