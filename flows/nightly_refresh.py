@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401  (routes library logs to Prefect)
@@ -101,17 +102,18 @@ def nightly_refresh(
             basis = TopKBasis(embedded.vectors.encoder_key, k, topk.depth, colour_weight, champion.uri, champion.version)
             blocks = block_runner()  # on a Dask cluster: top-K blocks on its workers
             shared = {"config": topk, "basis": basis, "previous": previous.result(), "run_blocks": blocks}
-            with shared_torch_threads(2):
+            with shared_torch_threads(2):  # until one table is done: the other then has every thread
                 similar = side_by_side.submit(similar_tables, {"vectors": titles.vectors,
                                                                "text_model": titles.model_id, **shared})
                 compatible = side_by_side.submit(compatible_tables, {"vectors": embedded.vectors,
                                                                      "model": champion.model, **shared})
-                # each table is validated and written (with its deep lists) while the other is computed
-                written = [side_by_side.submit(write_topk_table, {"data": data, "run_id": run_id, "name": name,
-                                                                  "result": future, "items": embedded.vectors.items,
-                                                                  "k": k})
-                           for name, future in ((S.SIMILAR_TABLE, similar), (S.COMPATIBLE_TABLE, compatible))]
-                similar, compatible = similar.result(), compatible.result()
+                next(as_completed([similar, compatible]))
+            # each table is validated and written (with its deep lists) while the other is computed
+            written = [side_by_side.submit(write_topk_table, {"data": data, "run_id": run_id, "name": name,
+                                                              "result": future, "items": embedded.vectors.items,
+                                                              "k": k})
+                       for name, future in ((S.SIMILAR_TABLE, similar), (S.COMPATIBLE_TABLE, compatible))]
+            similar, compatible = similar.result(), compatible.result()
             clock.lap("topk")
 
             model = ModelUsed(champion.uri, champion.version, champion.info.kind)

@@ -48,7 +48,8 @@ def compatible_tables(vectors: ItemVectors, model: CompatModel, config: TopKConf
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)
 def write_topk_table(data: DataDir, run_id: str, name: str, result: TopKResult, items: pl.DataFrame, k: int) -> str:
-    return runs.write_topk_table(data, run_id, name, result, items, k)
+    return runs.write_topk_table(data, run_id, name, result.table, runs.item_groups(items), k, result.state,
+                                 result.features)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)

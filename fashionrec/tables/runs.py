@@ -136,18 +136,14 @@ class RunTables:
     states: dict[str, pa.Table] = field(default_factory=dict)  # deep top-K lists, kept privately
     features: dict[str, np.ndarray] = field(default_factory=dict)  # the model's item features, kept privately
 
-    def by_name(self) -> dict[str, pa.Table]:
-        return {S.SIMILAR_TABLE: self.similar, S.COMPATIBLE_TABLE: self.compatible,
-                S.ITEMS_TABLE: self.items, S.REJECTS_TABLE: self.rejects}
-
     def item_groups(self) -> dict[str, str]:
         return item_groups(self.items)
 
 
 def item_groups(items: pa.Table | pl.DataFrame) -> dict[str, str]:
     """Each item's group, by id."""
-    return dict(zip(items[S.ITEM_ID].to_list() if isinstance(items, pl.DataFrame) else items[S.ITEM_ID].to_pylist(),
-                    items[S.GROUP].to_list() if isinstance(items, pl.DataFrame) else items[S.GROUP].to_pylist()))
+    frame = items if isinstance(items, pl.DataFrame) else pl.from_arrow(items.select([S.ITEM_ID, S.GROUP]))
+    return dict(zip(frame[S.ITEM_ID].to_list(), frame[S.GROUP].to_list()))
 
 
 @dataclass(frozen=True)
@@ -258,17 +254,18 @@ def assemble_run(
     return tables, manifest
 
 
-def write_topk_table(data: DataDir, run_id: str, name: str, result: TopKResult, items: pa.Table | pl.DataFrame,
-                     k: int) -> str:
-    """Validate one top-K table of a run against its ``items`` and write it, with its deep lists
-    and the model's item features (what the next refresh keeps); returns its name. The refresh
-    writes each table while the other is still being computed."""
-    publish.validate_table(result.table, name, item_groups(items), k)
+def write_topk_table(data: DataDir, run_id: str, name: str, table: pa.Table, groups: dict[str, str], k: int,
+                     state: pa.Table | None = None, features: np.ndarray | None = None) -> str:
+    """Validate one top-K table of a run against its items' ``groups`` and write it, with its deep
+    lists and the model's item features where it has them (what the next refresh keeps); returns
+    its name. The refresh writes each table while the other is still being computed."""
+    publish.validate_table(table, name, groups, k)
     with ThreadPoolExecutor(max_workers=3) as pool:  # Parquet encoding releases the GIL
-        jobs = [pool.submit(publish.write_table, result.table, data, run_id, name),
-                pool.submit(write_topk_state, data, run_id, name, result.state)]
-        if result.features is not None:
-            jobs.append(pool.submit(write_topk_features, data, run_id, name, result.features))
+        jobs = [pool.submit(publish.write_table, table, data, run_id, name)]
+        if state is not None:
+            jobs.append(pool.submit(write_topk_state, data, run_id, name, state))
+        if features is not None:
+            jobs.append(pool.submit(write_topk_features, data, run_id, name, features))
         for job in jobs:
             job.result()
     return name
@@ -276,22 +273,18 @@ def write_topk_table(data: DataDir, run_id: str, name: str, result: TopKResult, 
 
 def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int,
               written: Collection[str] = ()) -> dict[str, Any]:
-    """Validate and write a run's tables (but those ``written`` already, by ``write_topk_table``),
-    then its manifest (the manifest marks it complete); returns the manifest as written."""
-    groups = tables.item_groups()
-    todo = {name: table for name, table in tables.by_name().items() if name not in written}
-    for name, table in todo.items():
-        if name in S.TABLE_SCHEMAS:
-            publish.validate_table(table, name, groups, k)
-    # Parquet encoding releases the GIL: the files are written side by side (each atomically)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = [pool.submit(publish.write_table, table, data, manifest.run_id, name) for name, table in todo.items()]
-        jobs += [pool.submit(write_topk_state, data, manifest.run_id, name, state)
-                 for name, state in tables.states.items() if name not in written]
-        jobs += [pool.submit(write_topk_features, data, manifest.run_id, name, features)
-                 for name, features in tables.features.items() if name not in written]
+    """Write a run's tables (the top-K ones validated, but those ``written`` already by
+    ``write_topk_table``), then its manifest (the manifest marks it complete); returns the
+    manifest as written."""
+    run_id, groups = manifest.run_id, tables.item_groups()
+    topk = {S.SIMILAR_TABLE: tables.similar, S.COMPATIBLE_TABLE: tables.compatible}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the files side by side, each atomically
+        jobs = [pool.submit(write_topk_table, data, run_id, name, table, groups, k, tables.states.get(name),
+                            tables.features.get(name)) for name, table in topk.items() if name not in written]
+        jobs += [pool.submit(publish.write_table, table, data, run_id, name)
+                 for name, table in ((S.ITEMS_TABLE, tables.items), (S.REJECTS_TABLE, tables.rejects))]
         for job in jobs:
             job.result()
     written_manifest = manifest.to_dict()
-    publish.write_manifest(data, manifest.run_id, written_manifest)
+    publish.write_manifest(data, run_id, written_manifest)
     return written_manifest
