@@ -51,7 +51,8 @@ class ItemVectors:
 
     ``vectors`` is a (len(items), dim) float32 matrix, L2-normalised; given as ``StoredRows``, it
     is gathered only when a caller asks for the whole matrix, and ``take(rows)`` reads the rows
-    from the store."""
+    from the store. (Its own constructor, not ``dataclasses.replace``, makes a changed copy:
+    ``with_text``.)"""
 
     items: pl.DataFrame  # ITEM_ID, GROUP (and whatever else the items had), sorted by ITEM_ID
     encoder_key: str
