@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data dir, or an s3:// (fsspec) URL (default: %(default)s)")
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
         sp.add_argument("--runner", choices=("threads", "dask"), default="threads",
-                        help="where embedding shards run: threads here, or a Dask cluster")
+                        help="where the embedding shards (and a refresh's top-K blocks) run: threads in "
+                        "this process, or the workers of a Dask cluster")
         sp.add_argument("--workers", type=int, default=None,
                         help="threads, or Dask worker processes of a new local cluster")
         sp.add_argument("--dask-address", default=None,
