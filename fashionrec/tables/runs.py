@@ -136,9 +136,6 @@ class RunTables:
     states: dict[str, pa.Table] = field(default_factory=dict)  # deep top-K lists, kept privately
     features: dict[str, np.ndarray] = field(default_factory=dict)  # the model's item features, kept privately
 
-    def item_groups(self) -> dict[str, str]:
-        return item_groups(self.items)
-
 
 def item_groups(items: pa.Table | pl.DataFrame) -> dict[str, str]:
     """Each item's group, by id."""
@@ -276,11 +273,13 @@ def write_run(data: DataDir, tables: RunTables, manifest: RunManifest, k: int,
     """Write a run's tables (the top-K ones validated, but those ``written`` already by
     ``write_topk_table``), then its manifest (the manifest marks it complete); returns the
     manifest as written."""
-    run_id, groups = manifest.run_id, tables.item_groups()
-    topk = {S.SIMILAR_TABLE: tables.similar, S.COMPATIBLE_TABLE: tables.compatible}
+    run_id = manifest.run_id
+    topk = {name: table for name, table in ((S.SIMILAR_TABLE, tables.similar), (S.COMPATIBLE_TABLE, tables.compatible))
+            if name not in written}
+    groups = item_groups(tables.items) if topk else {}  # what validation checks the tables against
     with ThreadPoolExecutor(max_workers=4) as pool:  # the files side by side, each atomically
         jobs = [pool.submit(write_topk_table, data, run_id, name, table, groups, k, tables.states.get(name),
-                            tables.features.get(name)) for name, table in topk.items() if name not in written]
+                            tables.features.get(name)) for name, table in topk.items()]
         jobs += [pool.submit(publish.write_table, table, data, run_id, name)
                  for name, table in ((S.ITEMS_TABLE, tables.items), (S.REJECTS_TABLE, tables.rejects))]
         for job in jobs:

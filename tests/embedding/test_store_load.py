@@ -31,11 +31,16 @@ def _part(data: DataDir, name: str, shas: list[str], rng: np.random.Generator) -
     return {s: (v[i], c[i]) for i, s in enumerate(shas)}
 
 
+def _two_parts(data: DataDir, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A store of two parts (300 and 120 images: s000-s419), their vectors and colours by hash."""
+    return _part(data, "a", [f"s{i:03d}" for i in range(0, 300)], rng) \
+        | _part(data, "b", [f"s{i:03d}" for i in range(300, 420)], rng)
+
+
 def test_vectors_by_hash_across_parts_shared_images_and_missing(tmp_path):
     data = DataDir.open(tmp_path)
     rng = np.random.default_rng(0)
-    stored = _part(data, "a", [f"s{i:03d}" for i in range(0, 300)], rng)
-    stored |= _part(data, "b", [f"s{i:03d}" for i in range(300, 420)], rng)
+    stored = _two_parts(data, rng)
     shas = [f"s{i:03d}" for i in rng.permutation(420)[:200]]
     shas += shas[:25]  # 25 more items showing an image another item shows too
     items = pl.DataFrame({S.ITEM_ID: [f"item{i:04d}" for i in range(len(shas))] + ["item9999"],
@@ -51,8 +56,7 @@ def test_vectors_by_hash_across_parts_shared_images_and_missing(tmp_path):
 def test_rows_are_read_from_the_store_without_gathering_every_vector(tmp_path):
     data = DataDir.open(tmp_path)
     rng = np.random.default_rng(4)
-    stored = _part(data, "a", [f"s{i:03d}" for i in range(0, 300)], rng)
-    stored |= _part(data, "b", [f"s{i:03d}" for i in range(300, 420)], rng)
+    stored = _two_parts(data, rng)
     shas = [f"s{i:03d}" for i in rng.permutation(420)[:250]]
     vectors, _ = load_item_vectors(_items(shas), data, KEY)
     assert isinstance(vectors.source, StoredRows), "the store's rows are not copied when loaded"
